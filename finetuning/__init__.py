@@ -1,1 +1,25 @@
-"""(package under construction)"""
+"""Fine-tuned ground truth for the offline model zoo.
+
+The transferability scores of this project (EMMS, Meng et al., NeurIPS 2023, and its baselines)
+are judged by how well they rank models by their *fine-tuned* accuracy. This package measures that
+accuracy for the offline zoo with one documented, CPU-sized protocol (:class:`FinetuneConfig`):
+full fine-tuning with a new head, a small learning-rate grid picked on a validation split carved
+from the train split, fixed epochs, reduced resolution, fixed per-class subset sizes and seeds.
+
+Entry points: :func:`run_benchmark` (every model x dataset, resumable, writes the table),
+:func:`finetune_pair` (one run with lr selection), :func:`build_table` (the JSON document in the
+schema of :mod:`data.ground_truth`). ``finetune.py`` at the repository root is the script.
+"""
+from .config import FinetuneConfig
+from .engine import (OPTIMIZERS, accuracy_percent, prepare_inputs, reduced_size, register_optimizer,
+                     train_model, warmup_cosine_lambda)
+from .results import ResultsStore
+from .runner import finetune_pair, run_benchmark, select_best_lr
+from .splits import stratified_subsets
+from .table import GROUP, build_table
+
+__all__ = [
+    "FinetuneConfig", "OPTIMIZERS", "register_optimizer", "reduced_size", "prepare_inputs",
+    "train_model", "accuracy_percent", "warmup_cosine_lambda", "ResultsStore", "finetune_pair",
+    "run_benchmark", "select_best_lr", "stratified_subsets", "GROUP", "build_table",
+]

@@ -1,0 +1,224 @@
+"""Training and evaluation primitives: input tensors, optimiser registry, schedule, loops.
+
+Everything works on in-memory tensors: the protocol's subsets are small (tens of images per class),
+so each image is preprocessed once per (model, dataset) and every learning rate of the grid reuses
+the same ``(N, C, H, W)`` tensor.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "OPTIMIZERS",
+    "register_optimizer",
+    "reduced_size",
+    "prepare_inputs",
+    "build_optimizer",
+    "warmup_cosine_lambda",
+    "train_model",
+    "predict",
+    "accuracy_percent",
+]
+
+OptimizerFactory = Callable[[List[dict], float], torch.optim.Optimizer]
+
+#: name -> factory(param_groups, lr) -> optimiser. Weight decay is set per parameter group.
+OPTIMIZERS: Dict[str, OptimizerFactory] = {}
+
+
+def register_optimizer(name: str):
+    """Decorator registering an optimiser factory ``f(param_groups, lr)`` under ``name``."""
+
+    def deco(factory: OptimizerFactory) -> OptimizerFactory:
+        if name in OPTIMIZERS:
+            raise ValueError(f"optimizer {name!r} registered twice")
+        OPTIMIZERS[name] = factory
+        return factory
+
+    return deco
+
+
+@register_optimizer("adamw")
+def _adamw(groups: List[dict], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+
+
+@register_optimizer("sgd")
+def _sgd(groups: List[dict], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------------------------
+def reduced_size(height: int, width: int, resolution: Optional[int], multiple: int = 1) -> Tuple[int, int]:
+    """Size ``(h, w)`` of an ``height x width`` input after the reduced-resolution resize.
+
+    The shorter side becomes ``resolution`` and the longer one keeps the aspect ratio; both are
+    rounded to a multiple of ``multiple`` (at least ``multiple``). Inputs whose shorter side is
+    already <= ``resolution`` (e.g. the 48-px-high OCR inputs) and ``resolution=None`` keep the
+    native size: the resize only ever shrinks.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"input size must be positive, got {height}x{width}")
+    if resolution is None or min(height, width) <= resolution:
+        return int(height), int(width)
+    scale = resolution / min(height, width)
+
+    def snap(side: int) -> int:
+        return max(multiple, int(round(side * scale / multiple)) * multiple)
+
+    return snap(height), snap(width)
+
+
+def prepare_inputs(dataset, indices: Sequence[int], preprocess: Callable, resolution: Optional[int],
+                   multiple: int = 1, *, desc: str = "preprocess",
+                   progress: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Preprocess ``dataset[i]`` for ``i`` in ``indices`` into one input tensor and one label tensor.
+
+    Each image goes through the model's own ``preprocess`` (native size + the model's normalisation)
+    and is then shrunk with an anti-aliased bilinear resize to :func:`reduced_size`. The per-channel
+    affine normalisation commutes with the resize (interpolation weights sum to one), so this equals
+    "resize to R px, then normalise".
+
+    Returns:
+        ``x`` (N, C, h, w) float32 and ``y`` (N,) int64, in the order of ``indices``.
+    """
+    from tqdm.auto import tqdm
+
+    xs, ys = [], []
+    for i in tqdm(indices, desc=desc, unit="img", leave=False, disable=not progress):
+        image, label = dataset[int(i)]
+        x = preprocess(image)
+        if not isinstance(x, torch.Tensor) or x.ndim != 3:
+            raise ValueError(f"preprocess must return a CxHxW tensor, got "
+                             f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
+        size = reduced_size(x.shape[1], x.shape[2], resolution, multiple)
+        if size != tuple(x.shape[1:]):
+            x = F.interpolate(x[None].float(), size=size, mode="bilinear", align_corners=False,
+                              antialias=True)[0]
+        xs.append(x.float())
+        ys.append(int(label))
+    if not xs:
+        raise ValueError(f"{desc}: no samples selected")
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# optimisation
+# ---------------------------------------------------------------------------------------------
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Optimiser ``name`` over every trainable parameter of ``model``.
+
+    Two parameter groups: weights (``ndim >= 2``: convolution kernels, linear matrices, embeddings)
+    get ``weight_decay``; biases and normalisation scales/shifts (``ndim <= 1``) get none.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; available: {sorted(OPTIMIZERS)}")
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    if not decay and not no_decay:
+        raise ValueError("model has no trainable parameters")
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return OPTIMIZERS[name]([g for g in groups if g["params"]], lr)
+
+
+def warmup_cosine_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """LR multiplier at step t: ``(t+1)/W`` for ``t < W``, then ``0.5 (1 + cos(pi (t-W)/(T-W)))``."""
+    if total_steps < 1 or not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"need 0 <= warmup_steps < total_steps, got {warmup_steps}, {total_steps}")
+
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> List[torch.Tensor]:
+    """Shuffled index batches of one epoch; a trailing batch of one sample is dropped (batch norm)."""
+    order = torch.randperm(n, generator=generator)
+    out = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    if len(out) > 1 and len(out[-1]) == 1:
+        out.pop()
+    return out
+
+
+def _freeze_norm_stats(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float, epochs: int,
+                batch_size: int, optimizer: str = "adamw", weight_decay: float = 0.0,
+                warmup_fraction: float = 0.0, label_smoothing: float = 0.0,
+                freeze_bn_stats: bool = False, generator: Optional[torch.Generator] = None,
+                progress: bool = False, desc: str = "train") -> List[float]:
+    """Fine-tune ``model`` in place on ``(x, y)`` and return the mean training loss of every epoch.
+
+    Minimises the cross-entropy ``-(1/B) sum_i log softmax(f(x_i))[y_i]`` of the logits
+    ``f(x)`` (B, K) with mini-batches of ``batch_size``, ``epochs`` passes, ``optimizer`` from
+    :data:`OPTIMIZERS` and a per-step linear-warm-up + cosine learning-rate schedule
+    (:func:`warmup_cosine_lambda`). Batch norm runs in training mode (batch statistics, running
+    averages updated) unless ``freeze_bn_stats``.
+
+    Args:
+        x: (N, C, H, W) inputs; y: (N,) int64 labels in ``[0, K)``.
+    """
+    from tqdm.auto import tqdm
+
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    opt = build_optimizer(model, optimizer, lr, weight_decay)
+    steps_per_epoch = len(_batches(x.shape[0], batch_size, torch.Generator().manual_seed(0)))
+    total = steps_per_epoch * epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(total, int(warmup_fraction * total)))
+    model.train()
+    if freeze_bn_stats:
+        _freeze_norm_stats(model)
+    losses: List[float] = []
+    for _ in tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=not progress):
+        total_loss, seen = 0.0, 0
+        for b in _batches(x.shape[0], batch_size, generator):
+            logits = model(x[b])
+            if logits.ndim != 2 or logits.shape[0] != len(b):
+                raise ValueError(f"model must return (batch, classes) logits, got shape {tuple(logits.shape)}")
+            loss = F.cross_entropy(logits, y[b], label_smoothing=label_smoothing)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at lr={lr}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss.detach()) * len(b)
+            seen += len(b)
+        losses.append(total_loss / seen)
+    return losses
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Arg-max class of every row of ``x`` (N, C, H, W) -> (N,) int64, model in eval mode."""
+    model.eval()
+    out = [model(x[s:s + batch_size]).argmax(dim=1) for s in range(0, x.shape[0], batch_size)]
+    return torch.cat(out).cpu().numpy().astype(np.int64)
+
+
+def accuracy_percent(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:
+    """Top-1 accuracy in percent, ``100 * mean(argmax f(x_i) == y_i)``."""
+    pred = predict(model, x, batch_size)
+    return float(100.0 * np.mean(pred == y.cpu().numpy()))

@@ -1,0 +1,253 @@
+"""Tests of the fine-tuning protocol (finetuning/) on a tiny synthetic task: seconds on 2 cores."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from finetuning import (FinetuneConfig, ResultsStore, build_table, finetune_pair, prepare_inputs,
+                        reduced_size, run_benchmark, select_best_lr, stratified_subsets, train_model,
+                        warmup_cosine_lambda)
+from finetuning.engine import build_optimizer
+
+
+# ---------------------------------------------------------------------------------------------
+# fakes: a colour-coded image dataset and a tiny CNN "zoo"
+# ---------------------------------------------------------------------------------------------
+class ColourDataset:
+    """Class c = noisy 16x16 image whose channel c is brighter (3 classes)."""
+
+    classes = ["red", "green", "blue"]
+
+    def __init__(self, n_per_class: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.targets = np.repeat(np.arange(3), n_per_class)
+        imgs = rng.uniform(0, 150, size=(self.targets.size, 16, 16, 3))
+        imgs[np.arange(self.targets.size), :, :, self.targets] += 70
+        self.images = imgs.clip(0, 255).astype(np.uint8)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return Image.fromarray(self.images[i]), int(self.targets[i])
+
+
+def colour_getter(name, split):
+    if name != "colours":
+        raise KeyError(name)
+    return ColourDataset(20, seed=0 if split == "train" else 1)
+
+
+def preprocess(img):
+    return (torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) - 127.5) / 127.5
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes, width):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+class CountingFactory:
+    widths = {"tiny_a": 4, "tiny_b": 8}
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, name, num_classes):
+        self.calls.append(name)
+        return TinyNet(num_classes, self.widths[name]), preprocess
+
+
+FAST = dict(epochs=6, resolution=None, n_train_per_class=8, n_val_per_class=6, n_test_per_class=10,
+            batch_size=8, num_threads=1, warmup_fraction=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# protocol pieces
+# ---------------------------------------------------------------------------------------------
+def test_stratified_subsets_disjoint_exact_deterministic():
+    y = np.repeat(np.arange(4), [10, 12, 9, 15])
+    y_copy = y.copy()
+    a, b = stratified_subsets(y, (5, 4), random_state=3)
+    np.testing.assert_array_equal(y, y_copy)
+    assert np.bincount(y[a]).tolist() == [5] * 4 and np.bincount(y[b]).tolist() == [4] * 4
+    assert not set(a) & set(b)
+    a2, b2 = stratified_subsets(y, (5, 4), random_state=3)
+    np.testing.assert_array_equal(a, a2)
+    np.testing.assert_array_equal(b, b2)
+    a3, _ = stratified_subsets(y, (5, 4), random_state=4)
+    assert not np.array_equal(a, a3)
+
+
+def test_stratified_subsets_rejects_small_class():
+    with pytest.raises(ValueError, match="class 2 has 9 samples.*10 per class"):
+        stratified_subsets(np.repeat(np.arange(3), [10, 12, 9]), (6, 4), 0, name="toy")
+
+
+@pytest.mark.parametrize("h, w, r, m, expected", [
+    (224, 224, 64, 1, (64, 64)),
+    (48, 320, 64, 1, (48, 320)),        # OCR-like input already below r: native
+    (224, 448, 112, 1, (112, 224)),     # aspect ratio kept
+    (224, 224, 70, 14, (70, 70)),       # multiple of a ViT patch
+    (260, 260, 64, 32, (64, 64)),
+    (224, 224, None, 1, (224, 224)),
+])
+def test_reduced_size(h, w, r, m, expected):
+    assert reduced_size(h, w, r, m) == expected
+
+
+def test_resize_commutes_with_normalisation():
+    """prepare_inputs resizes after the model's normalisation; for a per-channel affine map this
+    equals normalising the resized image (the documented "resize to R px, then normalise")."""
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8))
+    mean, std = torch.tensor([0.4, 0.5, 0.6])[:, None, None], torch.tensor([0.2, 0.3, 0.25])[:, None, None]
+    raw = lambda im: torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)
+    x, _ = prepare_inputs([(img, 0)], [0], lambda im: (raw(im) - mean) / std, resolution=16)
+    resized, _ = prepare_inputs([(img, 0)], [0], raw, resolution=16)
+    assert x.shape == (1, 3, 16, 16)
+    torch.testing.assert_close(x[0], (resized[0] - mean) / std, atol=1e-5, rtol=1e-5)
+
+
+def test_warmup_cosine_schedule_values():
+    f = warmup_cosine_lambda(total_steps=10, warmup_steps=2)
+    assert [f(0), f(1)] == [0.5, 1.0]
+    assert f(2) == pytest.approx(1.0)
+    assert f(6) == pytest.approx(0.5)   # half way through the cosine
+    assert f(10) == pytest.approx(0.0)
+
+
+def test_optimizer_exempts_biases_and_norms_from_weight_decay():
+    net = TinyNet(3, 4)
+    opt = build_optimizer(net, "adamw", 1e-3, 0.05)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    expected = {id(net.body[0].weight), id(net.head.weight)}   # conv kernel + head matrix only
+    assert decayed == expected
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(net.parameters()))
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        build_optimizer(TinyNet(3, 4), "lion", 1e-3, 0.0)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(lrs=()), "at least one"), (dict(lrs=(1e-3, -1.0)), "finite positive"),
+    (dict(lrs=(1e-3, 1e-3)), "duplicates"), (dict(epochs=0), "epochs"),
+    (dict(resolution=4), "resolution"), (dict(resolution=64, size_multiple=14), "multiple"),
+    (dict(optimizer="lion"), "unknown optimizer"), (dict(warmup_fraction=1.0), "warmup"),
+])
+def test_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
+        FinetuneConfig(**bad)
+
+
+def test_config_roundtrip():
+    cfg = FinetuneConfig(lrs=[1e-3, 1e-4], epochs=3)
+    assert cfg.lrs == (1e-3, 1e-4)
+    assert FinetuneConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="unknown FinetuneConfig keys"):
+        FinetuneConfig.from_dict({"epoch": 3})
+
+
+def test_select_best_lr_known_values_and_ties():
+    assert select_best_lr({1e-2: 40.0, 1e-3: 75.0, 1e-4: 60.0}) == 1e-3
+    assert select_best_lr({3e-4: 70.0, 1e-3: 70.0}) == 3e-4       # tie: first in grid order
+    with pytest.raises(ValueError):
+        select_best_lr({})
+    with pytest.raises(ValueError, match="nan"):
+        select_best_lr({1e-3: float("nan")})
+
+
+# ---------------------------------------------------------------------------------------------
+# end-to-end on the tiny task
+# ---------------------------------------------------------------------------------------------
+def test_training_reduces_loss_and_beats_chance():
+    torch.manual_seed(0)
+    train, test = colour_getter("colours", "train"), colour_getter("colours", "test")
+    x, y = prepare_inputs(train, range(len(train)), preprocess, None)
+    xt, yt = prepare_inputs(test, range(len(test)), preprocess, None)
+    net = TinyNet(3, 8)
+    losses = train_model(net, x, y, lr=1e-2, epochs=15, batch_size=10, weight_decay=0.0)
+    assert losses[-1] < 0.5 * losses[0]
+    from finetuning import accuracy_percent
+    assert accuracy_percent(net, xt, yt) > 100 / 3 + 30
+
+
+def test_finetune_pair_picks_best_validation_lr():
+    cfg = FinetuneConfig(lrs=(1e-7, 3e-2), **FAST)
+    rec = finetune_pair("tiny_b", "colours", cfg, model_factory=CountingFactory(),
+                        dataset_getter=colour_getter, progress=False)
+    by_lr = {r["lr"]: r for r in rec["per_lr"]}
+    assert set(by_lr) == {1e-7, 3e-2}
+    assert by_lr[3e-2]["val_acc"] > by_lr[1e-7]["val_acc"]      # lr 1e-7 cannot learn in 6 epochs
+    assert rec["best_lr"] == 3e-2
+    assert rec["val_acc"] == by_lr[3e-2]["val_acc"] and rec["test_acc"] == by_lr[3e-2]["test_acc"]
+    assert rec["test_acc"] > 100 / 3 + 20
+    assert (rec["n_train"], rec["n_val"], rec["n_test"]) == (24, 18, 30)
+    assert by_lr[3e-2]["train_loss"][-1] < by_lr[3e-2]["train_loss"][0]
+
+
+def test_finetune_pair_is_deterministic():
+    cfg = FinetuneConfig(lrs=(1e-2,), **FAST)
+    kw = dict(model_factory=CountingFactory(), dataset_getter=colour_getter, progress=False)
+    a, b = finetune_pair("tiny_a", "colours", cfg, **kw), finetune_pair("tiny_a", "colours", cfg, **kw)
+    assert a["per_lr"][0]["train_loss"] == b["per_lr"][0]["train_loss"]
+    assert a["test_acc"] == b["test_acc"]
+
+
+def test_run_benchmark_resumes_and_writes_schema(tmp_path):
+    from data.ground_truth import load_ground_truth, register_ground_truth_file
+
+    cfg = FinetuneConfig(lrs=(1e-2,), **FAST)
+    out, partial = tmp_path / "offline_zoo.json", tmp_path / "partial.json"
+    first = CountingFactory()
+    # a "killed" run: only tiny_a finished
+    ResultsStore(partial, cfg).put(finetune_pair("tiny_a", "colours", cfg, model_factory=first,
+                                                 dataset_getter=colour_getter, progress=False))
+    assert first.calls == ["tiny_a"]
+    second = CountingFactory()
+    table = run_benchmark(["tiny_a", "tiny_b"], ["colours"], cfg, out, partial, model_factory=second,
+                          dataset_getter=colour_getter, progress=False)
+    assert second.calls == ["tiny_b"]                    # the finished pair was skipped
+    third = CountingFactory()
+    again = run_benchmark(["tiny_a", "tiny_b"], ["colours"], cfg, out, partial, model_factory=third,
+                          dataset_getter=colour_getter, progress=False)
+    assert third.calls == [] and again == table
+
+    doc = json.loads(out.read_text())
+    for key in ("about", "protocol", "dataset_measure", "elapsed_seconds", "offline_zoo", "runs"):
+        assert key in doc
+    assert doc["dataset_measure"] == {"colours": "accuracy"}
+    assert FinetuneConfig.from_dict({k: v for k, v in doc["protocol"].items() if k != "description"}) == cfg
+    assert set(doc["offline_zoo"]["colours"]) == {"tiny_a", "tiny_b"}
+    for model, value in doc["offline_zoo"]["colours"].items():
+        run = doc["runs"]["colours"][model]
+        assert 0 <= value <= 100 and value == pytest.approx(run["test_acc"], abs=0.01)
+        assert {"best_lr", "val_acc", "test_acc", "seed", "per_lr", "seconds"} <= set(run)
+    assert doc["elapsed_seconds"] > 0
+    group = register_ground_truth_file(out)
+    assert group == "offline_zoo"
+    assert load_ground_truth(group) == doc["offline_zoo"]
+
+
+def test_resume_refuses_a_different_protocol(tmp_path):
+    cfg = FinetuneConfig(lrs=(1e-2,), **FAST)
+    partial = tmp_path / "partial.json"
+    ResultsStore(partial, cfg).put({"model": "tiny_a", "dataset": "colours", "test_acc": 50.0})
+    assert ResultsStore(partial, cfg).has("tiny_a", "colours")
+    with pytest.raises(ValueError, match="another protocol"):
+        ResultsStore(partial, FinetuneConfig(lrs=(1e-3,), **FAST))
+
+
+def test_build_table_rejects_mislabelled_record():
+    cfg = FinetuneConfig(**FAST)
+    rec = {"model": "a", "dataset": "d", "test_acc": 50.0, "num_classes": 2, "seconds": 1.0}
+    with pytest.raises(ValueError, match="is for"):
+        build_table({("b", "d"): rec}, cfg)
