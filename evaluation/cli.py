@@ -1,0 +1,82 @@
+"""Command line shared by ``evaluate_metric_cls.py`` and ``evaluate_metric_caption.py``.
+
+A script states its defaults in a :class:`ScriptDefaults` (its config constants) and calls
+:func:`main`; every default can be overridden on the command line (``--help``).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+from data.ground_truth import list_groups, load_ground_truth, register_ground_truth_file
+
+from .report import print_report, write_report
+from .results import save_results
+from .runner import evaluate
+
+__all__ = ["ScriptDefaults", "build_parser", "main"]
+
+
+@dataclass(frozen=True)
+class ScriptDefaults:
+    """Config constants of an evaluation script. ``models``/``datasets`` None = the ground-truth
+    group's; ``metrics`` None = the task's default set; ``results_dir`` may contain ``{group}``."""
+
+    task: str
+    group: Optional[str]
+    models: Optional[Tuple[str, ...]]
+    datasets: Optional[Tuple[str, ...]]
+    metrics: Optional[Tuple[str, ...]]
+    encoders: Tuple[str, ...]
+    cache_dir: Path
+    results_dir: str
+    stack_method: str = "project"
+    random_state: int = 0
+
+
+def build_parser(defaults: ScriptDefaults, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--group", default=defaults.group,
+                   help=f"ground-truth group (available: {', '.join(list_groups())})")
+    p.add_argument("--ground-truth-file", type=Path, default=None,
+                   help="JSON table to register and use as the ground truth (schema: data.ground_truth)")
+    p.add_argument("--no-ground-truth", action="store_true",
+                   help="rank without ground truth (then --models and --datasets are required)")
+    p.add_argument("--models", nargs="+", default=defaults.models, help="default: the group's models")
+    p.add_argument("--datasets", nargs="+", default=defaults.datasets, help="default: the group's datasets")
+    p.add_argument("--metrics", nargs="+", default=defaults.metrics, help="default: the task's metric set")
+    p.add_argument("--encoders", nargs="+", default=list(defaults.encoders), help="text encoders of the label embeddings")
+    p.add_argument("--cache-dir", type=Path, default=defaults.cache_dir, help="feature-cache root (data.cache layout)")
+    p.add_argument("--results-dir", default=defaults.results_dir, help="results root ({group} is filled in)")
+    p.add_argument("--stack-method", default=defaults.stack_method,
+                   help="how label embeddings of different widths are stacked (Label_embedding.stack_label_embeddings)")
+    p.add_argument("--random-state", type=int, default=defaults.random_state)
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG report")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(defaults: ScriptDefaults, description: str, argv: Optional[Sequence[str]] = None) -> int:
+    """Parse ``argv``, evaluate, write tables (CSV/JSON) and figures, print the report."""
+    args = build_parser(defaults, description).parse_args(argv)
+    group = args.group
+    if args.ground_truth_file is not None:
+        group = register_ground_truth_file(args.ground_truth_file)
+    truth = None if args.no_ground_truth or group is None else load_ground_truth(group)
+    if truth is None and (args.models is None or args.datasets is None):
+        raise SystemExit("without ground truth, --models and --datasets must be given")
+    datasets = list(args.datasets) if args.datasets is not None else list(truth)
+    results_dir = Path(str(args.results_dir).format(group=group if truth is not None else "no_ground_truth"))
+    result = evaluate(args.cache_dir, results_dir, datasets=datasets, models=args.models, metrics=args.metrics,
+                      encoders=tuple(args.encoders), task=defaults.task, ground_truth=truth,
+                      group=group if truth is not None else None, stack_method=args.stack_method,
+                      random_state=args.random_state, progress=not args.quiet)
+    written = save_results(result, results_dir)
+    if not args.no_plots:
+        written.update(write_report(result, results_dir / "plots"))
+    print_report(result)
+    print(f"\n{result.computed} score(s) computed, {result.reused} reused from {results_dir / 'scores'}")
+    print(f"results written under {results_dir} ({len(written)} files)")
+    return 0

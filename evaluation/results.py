@@ -1,0 +1,87 @@
+"""Write an :class:`~evaluation.runner.EvaluationResult` to CSV and JSON.
+
+Layout under ``results_dir`` (next to the score cache ``scores/{dataset}.json``)::
+
+    tables/{dataset}_scores.csv      metric x model scores (+ ground_truth row)
+    tables/{dataset}_ranking.csv     metric x (n_models, rank measures, seconds, top1_model)
+    tables/{dataset}_agreement.csv   metric x metric Kendall tau between the metrics' scores
+    summary.csv                      metric x across-datasets averages (see tables.summary_table)
+    results.json                     all of the above plus rankings, skipped pairs and the setup
+
+Every file is written atomically.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+import pandas as pd
+
+from data.cache import _atomic_write  # the project's one atomic writer (data.cache exports no text saver)
+from data.cache import atomic_save_json
+
+from .runner import EvaluationResult
+from .tables import agreement_table, ranking_table, rankings, scores_table, summary_table
+
+__all__ = ["save_results", "result_to_json"]
+
+
+def _atomic_csv(path: Path, df: pd.DataFrame) -> Path:
+    data = df.to_csv(float_format="%.6g").encode()
+    _atomic_write(path, lambda fh: fh.write(data))
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalar
+        return _jsonable(value.item())
+    return value
+
+
+def _frame_json(df: pd.DataFrame) -> Dict[str, dict]:
+    return _jsonable({idx: row.to_dict() for idx, row in df.iterrows()})
+
+
+def result_to_json(result: EvaluationResult) -> dict:
+    """Everything in ``result`` as plain JSON types (NaN -> null)."""
+    datasets = {}
+    for name, r in result.datasets.items():
+        datasets[name] = {
+            "models": r.models,
+            "metrics": r.metrics,
+            "scores": r.scores,
+            "seconds": r.seconds,
+            "skipped": r.skipped,
+            "ground_truth": r.ground_truth,
+            "rankings": rankings(r),
+            "ranking": _frame_json(ranking_table(r)),
+            "agreement": _frame_json(agreement_table(r)),
+        }
+    return _jsonable({
+        "task": result.task,
+        "group": result.group,
+        "encoders": list(result.encoders),
+        "datasets": datasets,
+        "summary": _frame_json(summary_table(list(result.datasets.values()))),
+    })
+
+
+def save_results(result: EvaluationResult, results_dir: str | os.PathLike) -> Dict[str, Path]:
+    """Write every table of ``result`` under ``results_dir``; returns ``{label: path}``."""
+    root = Path(results_dir)
+    written: Dict[str, Path] = {}
+    for name, r in result.datasets.items():
+        for kind, table in (("scores", scores_table(r)), ("ranking", ranking_table(r)),
+                            ("agreement", agreement_table(r))):
+            written[f"{name}_{kind}"] = _atomic_csv(root / "tables" / f"{name}_{kind}.csv", table)
+    written["summary"] = _atomic_csv(root / "summary.csv", summary_table(list(result.datasets.values())))
+    written["json"] = atomic_save_json(root / "results.json", result_to_json(result))
+    return written

@@ -1,0 +1,253 @@
+"""Run transferability metrics over (dataset, model) pairs from the feature caches, resumably.
+
+For every dataset d, model m and metric f (``metrics.get_metric``) the runner assembles the inputs
+``f.requires`` from the caches (:class:`evaluation.inputs.DatasetInputs`), calls
+
+    s[d, f, m] = f(**inputs)          (a float, higher = predicted to transfer better)
+
+and records the wall time of that call alone (loading excluded). Scores are stored in a per-dataset
+:class:`evaluation.score_cache.ScoreCache` as they are computed, so a re-run computes only what is
+missing. The judged tables (rank correlation with fine-tuned accuracy) are built from the result by
+:mod:`evaluation.tables`.
+
+Missing caches are found before any metric runs: a missing ``source_probs`` file means the model has
+no source head, so metrics that need it are skipped for that model with a printed note (LEEP, NCE);
+any other missing file raises :class:`data.cache.CacheMissingError` naming every missing path.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+from tqdm.auto import tqdm
+
+import metrics as metrics_lib
+from data.cache import CacheLayout, CacheMissingError
+
+from .inputs import INPUT_NAMES, DatasetInputs
+from .score_cache import ScoreCache, ScoreEntry, score_key
+
+__all__ = ["TaskSpec", "TASKS", "get_task", "DatasetResult", "EvaluationResult", "evaluate", "evaluate_dataset"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A kind of target task: where its label embeddings come from and which inputs exist for it."""
+
+    name: str
+    label_source: str
+    provides: FrozenSet[str]
+    default_metrics: Optional[Tuple[str, ...]]  # None: every registered metric
+    default_group: str
+
+
+#: Registry of tasks (name -> :class:`TaskSpec`).
+TASKS: Dict[str, TaskSpec] = {
+    "classification": TaskSpec(name="classification", label_source="class_names",
+                               provides=frozenset(INPUT_NAMES), default_metrics=None, default_group="cnn_group"),
+    # captioning sets have captions, not class labels (nor a source head over their "classes")
+    "caption": TaskSpec(name="caption", label_source="captions", provides=frozenset({"features", "label_embeddings"}),
+                        default_metrics=("emms", "logme_flabel", "transrate_flabel"), default_group="caption"),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; available: {', '.join(sorted(TASKS))}") from None
+
+
+@dataclass
+class DatasetResult:
+    """Scores of every (metric, model) on one dataset.
+
+    ``scores[metric][model]`` and ``seconds[metric][model]`` hold the score and the wall time of the
+    call that computed it (also for scores reused from the cache); ``skipped[metric][model]`` the
+    reason a pair was not scored; ``ground_truth`` maps model -> fine-tuned value (None: unknown).
+    """
+
+    dataset: str
+    models: List[str]
+    metrics: List[str]
+    scores: Dict[str, Dict[str, float]]
+    seconds: Dict[str, Dict[str, float]]
+    skipped: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    ground_truth: Optional[Dict[str, float]] = None
+    computed: int = 0
+    reused: int = 0
+
+
+@dataclass
+class EvaluationResult:
+    """Per-dataset results of one evaluation plus the setup that produced them."""
+
+    datasets: Dict[str, DatasetResult]
+    task: str
+    encoders: Tuple[str, ...]
+    group: Optional[str] = None
+
+    @property
+    def computed(self) -> int:
+        return sum(r.computed for r in self.datasets.values())
+
+    @property
+    def reused(self) -> int:
+        return sum(r.reused for r in self.datasets.values())
+
+
+def _resolve_metrics(names: Sequence[str], task: TaskSpec, encoders: Sequence[str]) -> Dict[str, Callable]:
+    if not names:
+        raise ValueError("no metrics requested")
+    if len(set(names)) != len(names):
+        raise ValueError(f"metrics listed twice: {sorted({n for n in names if list(names).count(n) > 1})}")
+    fns = {name: metrics_lib.get_metric(name) for name in names}
+    for name, fn in fns.items():
+        requires = tuple(getattr(fn, "requires", ()))
+        if not requires or not set(requires) <= set(INPUT_NAMES):
+            raise ValueError(f"metric {name!r} declares requires={requires!r}; expected a non-empty subset of {INPUT_NAMES}")
+        missing = set(requires) - task.provides
+        if missing:
+            raise ValueError(f"metric {name!r} needs {sorted(missing)}, which task {task.name!r} does not provide "
+                             f"(it provides {sorted(task.provides)})")
+        if "label_embeddings" in requires and not encoders:
+            raise ValueError(f"metric {name!r} needs label embeddings: give at least one text encoder")
+    return fns
+
+
+def _label_setup(requires: Sequence[str], inputs: DatasetInputs) -> Optional[str]:
+    if "label_embeddings" not in requires:
+        return None
+    return f"{inputs.label_source.name}:{'+'.join(inputs.encoders)}:{inputs.stack_method}:{inputs.random_state}"
+
+
+def _preflight(inputs: DatasetInputs, models: Sequence[str], fns: Mapping[str, Callable],
+               log: Callable[[str], None]) -> Dict[str, Dict[str, str]]:
+    """Check every needed cache file exists; return the (metric, model) pairs skipped for lack of a
+    source head, raise CacheMissingError naming every other missing file."""
+    skipped: Dict[str, Dict[str, str]] = {}
+    missing: Dict[str, None] = {}
+    for model in models:
+        probs_path = inputs.layout.source_probs(inputs.dataset, model)
+        for name, fn in fns.items():
+            absent = [p for p in inputs.input_files(fn.requires, model) if not p.is_file()]
+            hard = [p for p in absent if p != probs_path]
+            if hard:
+                missing.update((str(p), None) for p in hard)
+            elif absent:
+                reason = f"no source-head probabilities ({probs_path} missing)"
+                skipped.setdefault(name, {})[model] = reason
+                log(f"note: {inputs.dataset}: skipping metric {name!r} for model {model!r}: {reason}")
+    if missing:
+        raise CacheMissingError(f"dataset {inputs.dataset!r}: {len(missing)} missing cache file(s) under "
+                                f"{inputs.layout.root}:\n  " + "\n  ".join(missing))
+    return skipped
+
+
+def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], fns: Mapping[str, Callable], *,
+                     cache: ScoreCache, encoders: Sequence[str] = (), label_source: str = "class_names",
+                     stack_method: str = "project", random_state: int = 0,
+                     ground_truth: Optional[Mapping[str, float]] = None, progress: bool = True,
+                     log: Callable[[str], None] = print) -> DatasetResult:
+    """Score every model of ``dataset`` with every metric in ``fns`` (name -> callable).
+
+    Scores already in ``cache`` with unchanged inputs are reused; the rest are computed, timed and
+    stored immediately. Models are the outer loop so each model's features are loaded once.
+    """
+    if len(models) < 1 or len(set(models)) != len(models):
+        raise ValueError(f"dataset {dataset!r}: models must be a non-empty list without repeats, got {list(models)}")
+    inputs = DatasetInputs(layout, dataset, encoders=encoders, label_source=label_source,
+                           stack_method=stack_method, random_state=random_state)
+    skipped = _preflight(inputs, models, fns, log)
+    result = DatasetResult(dataset=dataset, models=list(models), metrics=list(fns),
+                           scores={m: {} for m in fns}, seconds={m: {} for m in fns}, skipped=skipped,
+                           ground_truth=None if ground_truth is None else {m: float(ground_truth[m]) for m in models})
+    pairs = [(model, name) for model in models for name in fns if model not in skipped.get(name, {})]
+    bar = tqdm(pairs, desc=f"scores[{dataset}]", unit="score", disable=not progress, leave=False)
+    for model, name in bar:
+        fn = fns[name]
+        key = score_key(model, name, label_setup=_label_setup(fn.requires, inputs))
+        fingerprint = inputs.fingerprint(fn.requires, model)
+        entry = cache.get(key, fingerprint)
+        if entry is None:
+            bar.set_postfix_str(f"{model}/{name}")
+            kwargs = inputs.for_metric(fn.requires, model)
+            start = time.perf_counter()
+            try:
+                value = fn(**kwargs)
+            except Exception as exc:
+                exc.add_note(f"while computing metric {name!r} for model {model!r} on dataset {dataset!r}")
+                raise
+            elapsed = time.perf_counter() - start
+            try:
+                score = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(f"metric {name!r} returned {type(value).__name__} for {dataset}/{model}; "
+                                "expected a float") from None
+            entry = ScoreEntry(model=model, metric=name, encoders=tuple(inputs.encoders) if "label_embeddings" in fn.requires else (),
+                               score=score, seconds=elapsed, fingerprint=fingerprint)
+            cache.put(key, entry)
+            result.computed += 1
+        else:
+            result.reused += 1
+        if not math.isfinite(entry.score):
+            log(f"note: {dataset}: metric {name!r} gave a non-finite score ({entry.score}) for model {model!r}")
+        result.scores[name][model] = entry.score
+        result.seconds[name][model] = entry.seconds
+    return result
+
+
+def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, datasets: Sequence[str],
+             models: Optional[Sequence[str]] = None, metrics: Optional[Sequence[str]] = None,
+             encoders: Sequence[str] = (), task: str = "classification",
+             ground_truth: Optional[Mapping[str, Mapping[str, float]]] = None, group: Optional[str] = None,
+             stack_method: str = "project", random_state: int = 0, progress: bool = True,
+             log: Callable[[str], None] = print) -> EvaluationResult:
+    """Score ``models`` x ``metrics`` on every dataset; resumable through ``results_dir/scores/``.
+
+    Parameters
+    ----------
+    cache_dir : root of the :class:`data.cache.CacheLayout` feature caches.
+    results_dir : where the score cache lives (and where :func:`evaluation.save_results` writes).
+    datasets : dataset names.
+    models : model names, the same for every dataset; None = each dataset's models in ``ground_truth``.
+    metrics : metric names (``metrics.list_metrics()``); None = the task's default set.
+    encoders : text encoders whose label embeddings are stacked (K of them) for metrics that need them.
+    task : key of :data:`TASKS` (``"classification"`` or ``"caption"``).
+    ground_truth : ``{dataset: {model: value}}`` or None to rank without ground truth.
+    group : name of the ground-truth group, recorded in the result.
+    stack_method, random_state : how label embeddings of different widths are stacked.
+    """
+    spec = get_task(task)
+    if not datasets:
+        raise ValueError("no datasets requested")
+    if metrics is None:
+        metrics = list(spec.default_metrics) if spec.default_metrics is not None else metrics_lib.list_metrics()
+    fns = _resolve_metrics(list(metrics), spec, tuple(encoders))
+    models_of: Dict[str, List[str]] = {}
+    for d in datasets:
+        gt_row = None if ground_truth is None else ground_truth.get(d)
+        if ground_truth is not None and gt_row is None:
+            raise ValueError(f"no ground truth for dataset {d!r}; it has: {', '.join(sorted(ground_truth))}")
+        if models is None:
+            if gt_row is None:
+                raise ValueError("models=None takes the models from the ground truth; without ground truth, list them")
+            models_of[d] = list(gt_row)
+        else:
+            models_of[d] = list(models)
+            if gt_row is not None:
+                lacking = [m for m in models if m not in gt_row]
+                if lacking:
+                    raise ValueError(f"dataset {d!r}: no ground truth for model(s) {lacking}")
+    layout = CacheLayout(cache_dir)
+    results: Dict[str, DatasetResult] = {}
+    for d in tqdm(list(datasets), desc="datasets", unit="dataset", disable=not progress or len(datasets) < 2):
+        results[d] = evaluate_dataset(layout, d, models_of[d], fns, cache=ScoreCache(results_dir, d), encoders=encoders,
+                                      label_source=spec.label_source, stack_method=stack_method,
+                                      random_state=random_state,
+                                      ground_truth=None if ground_truth is None else ground_truth[d],
+                                      progress=progress, log=log)
+    return EvaluationResult(datasets=results, task=spec.name, encoders=tuple(encoders), group=group)
