@@ -9,7 +9,7 @@ from . import cache
 from .registry import (DATA_ROOT_ENV, DATASETS, KINDS, DatasetNotFoundError, DatasetSpec, get_classnames,
                        get_dataset, get_dataset_spec, list_datasets, register_dataset)
 from .splits import stratified_split, subsample_per_class
-from . import offline, vision  # noqa: F401  (register the datasets)
+from . import captioning, offline, vision  # noqa: F401  (register the datasets)
 
 __all__ = ["cache", "DATA_ROOT_ENV", "DATASETS", "KINDS", "DatasetNotFoundError", "DatasetSpec", "get_classnames",
            "get_dataset", "get_dataset_spec", "list_datasets", "register_dataset", "stratified_split",
