@@ -1,1 +1,19 @@
-"""(package under construction)"""
+"""Model registry, feature extraction and the cache-filling pipeline.
+
+>>> import models
+>>> models.list_models("offline")
+['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'dinov2_s', 'ocr_det', 'ocr_rec', 'ocr_cls']
+>>> m = models.create_model("efficientnet_lite0")          # doctest: +SKIP
+>>> feats, logits = m.features_and_source_logits(batch)    # doctest: +SKIP
+
+See ``docs/models.md`` for every entry, its weights and its feature definition.
+"""
+from .base import FeatureModel, HookedFeatureModel, resolve_device
+from .registry import GROUPS, ModelEntry, create_model, create_trainable, list_models, model_info, register_model
+from .weights import WEIGHTS_ENV
+
+# Importing the zoo modules registers their entries (order = listing order).
+from . import efficientnet_lite, onnx_zoo  # noqa: E402,F401  (offline)
+
+__all__ = ["FeatureModel", "HookedFeatureModel", "GROUPS", "ModelEntry", "WEIGHTS_ENV", "create_model",
+           "create_trainable", "list_models", "model_info", "register_model", "resolve_device"]

