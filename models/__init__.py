@@ -11,9 +11,11 @@ See ``docs/models.md`` for every entry, its weights and its feature definition.
 from .base import FeatureModel, HookedFeatureModel, resolve_device
 from .registry import GROUPS, ModelEntry, create_model, create_trainable, list_models, model_info, register_model
 from .weights import WEIGHTS_ENV
+from .extraction import extract
+from .pipeline import CacheMismatchError, extract_to_cache, prepare_dataset
 
 # Importing the zoo modules registers their entries (order = listing order).
 from . import efficientnet_lite, onnx_zoo  # noqa: E402,F401  (offline)
 
 __all__ = ["FeatureModel", "HookedFeatureModel", "GROUPS", "ModelEntry", "WEIGHTS_ENV", "create_model",
-           "create_trainable", "list_models", "model_info", "register_model", "resolve_device"]
+           "create_trainable", "extract", "extract_to_cache", "prepare_dataset", "CacheMismatchError", "list_models", "model_info", "register_model", "resolve_device"]
