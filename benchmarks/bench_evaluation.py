@@ -1,0 +1,120 @@
+"""Benchmark: the full CNN-group evaluation (11 models x 11 datasets x every metric), end to end.
+
+Synthetic caches of realistic size are written to a temporary folder one dataset at a time
+(untimed), then that dataset is evaluated through ``evaluation.evaluate_dataset`` (timed: loading the
+caches, assembling inputs, every metric call, the score cache), then its caches are deleted, so the
+disk never holds more than one dataset (~1.5 GB at full size).
+
+Sizes (full run):
+  N  per dataset = the dataset's standard training-split size capped at MAX_N (5000): the number of
+     samples the published EMMS/SFDA feature caches hold is of this order (a few thousand);
+  D  per model   = the penultimate width of each torchvision CNN (512 .. 2048);
+  C  per dataset = the EMMS class lists (``data.get_classnames``), 10 .. 397;
+  E = 1024, K = 3 label-embedding encoders (the paper's CLIP / BERT / GPT-2 width), Cs = 1000
+  source classes. The model qualities follow each dataset's published ground truth, so the synthetic
+  ranking resembles the real one.
+
+    python benchmarks/bench_evaluation.py --quick          # seconds: 3 models x 2 datasets, N <= 400
+    python benchmarks/bench_evaluation.py                  # the full run (see docs/evaluation.md)
+    python benchmarks/bench_evaluation.py --datasets dtd pets --metrics emms logme
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+import data
+import metrics
+from data.cache import CacheLayout
+from data.ground_truth import load_ground_truth
+from evaluation import ScoreCache, evaluate_dataset
+from evaluation.report import format_summary
+from evaluation.synthetic import write_synthetic_caches
+
+GROUP = "cnn_group"
+FEATURE_DIM = {  # penultimate feature width of each torchvision model
+    "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048, "densenet121": 1024,
+    "densenet169": 1664, "densenet201": 1920, "mnasnet1_0": 1280, "mobilenet_v2": 1280, "googlenet": 1024,
+    "inception_v3": 2048,
+}
+TRAIN_SIZE = {  # standard training-split sizes of the 11 datasets
+    "aircraft": 3334, "caltech101": 3060, "cars": 8144, "cifar10": 50000, "cifar100": 50000, "dtd": 1880,
+    "flowers": 1020, "food": 75750, "pets": 3680, "sun397": 19850, "voc2007": 2501,
+}
+MAX_N = 5000
+EMBED_DIM = 1024
+ENCODERS = ("clip", "bert", "gpt2")
+SOURCE_CLASSES = 1000
+QUICK = dict(models=["resnet34", "densenet121", "mnasnet1_0"], datasets=["dtd", "pets"], max_n=400)
+
+
+def _quality(truth_row: dict) -> dict:
+    """Ground truth -> synthetic quality in [0.2, 0.8] (linear in the fine-tuned value)."""
+    lo, hi = min(truth_row.values()), max(truth_row.values())
+    return {m: 0.2 + 0.6 * (v - lo) / (hi - lo) for m, v in truth_row.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="3 models x 2 datasets, N <= 400")
+    p.add_argument("--models", nargs="+", default=list(FEATURE_DIM))
+    p.add_argument("--datasets", nargs="+", default=list(TRAIN_SIZE))
+    p.add_argument("--metrics", nargs="+", default=None, help="default: every registered metric")
+    p.add_argument("--max-n", type=int, default=MAX_N, help="cap on samples per dataset")
+    p.add_argument("--workdir", type=Path, default=None, help="temporary folder (default: system temp)")
+    p.add_argument("--out", type=Path, default=None, help="write the timings as JSON here")
+    args = p.parse_args()
+    if args.quick:
+        args.models, args.datasets, args.max_n = QUICK["models"], QUICK["datasets"], min(args.max_n, QUICK["max_n"])
+    names = list(args.metrics) if args.metrics else metrics.list_metrics()
+    fns = {n: metrics.get_metric(n) for n in names}
+    truth = load_ground_truth(GROUP)
+
+    work = Path(tempfile.mkdtemp(prefix="bench_eval_", dir=args.workdir))
+    results, timed, sizes = [], {}, {}
+    try:
+        for dataset in args.datasets:
+            n, c = min(TRAIN_SIZE[dataset], args.max_n), len(data.get_classnames(dataset))
+            sizes[dataset] = {"N": n, "C": c}
+            quality = _quality({m: truth[dataset][m] for m in args.models})
+            print(f"[{dataset}] writing synthetic caches: N={n}, C={c}, {len(args.models)} models", flush=True)
+            write_synthetic_caches(work / "cache", datasets={dataset: (n, c)},
+                                   models={m: FEATURE_DIM[m] for m in args.models}, quality=quality,
+                                   encoders={e: EMBED_DIM for e in ENCODERS}, source_classes=SOURCE_CLASSES)
+            start = time.perf_counter()
+            r = evaluate_dataset(CacheLayout(work / "cache"), dataset, args.models, fns,
+                                 cache=ScoreCache(work / "results", dataset), encoders=ENCODERS,
+                                 ground_truth={m: truth[dataset][m] for m in args.models})
+            timed[dataset] = time.perf_counter() - start
+            results.append(r)
+            per_metric = {k: sum(v.values()) for k, v in r.seconds.items()}
+            print(f"[{dataset}] evaluated in {timed[dataset]:.1f} s; slowest metric: "
+                  f"{max(per_metric, key=per_metric.get)} ({max(per_metric.values()):.1f} s)", flush=True)
+            shutil.rmtree(work / "cache")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    per_metric = pd.Series({k: sum(sum(r.seconds[k].values()) for r in results) for k in names}).sort_values(
+        ascending=False)
+    total = sum(timed.values())
+    print()
+    print(format_summary(results))
+    print("\nper-metric wall time over all datasets (seconds, share of the metric total):")
+    print(pd.DataFrame({"seconds": per_metric, "share": per_metric / per_metric.sum()}).to_string(
+        float_format=lambda v: f"{v:.3f}"))
+    print(f"\nend to end: {total / 60:.2f} min for {len(args.models)} models x {len(args.datasets)} datasets x "
+          f"{len(names)} metrics ({total - per_metric.sum():.1f} s outside metric calls)")
+    if args.out is not None:
+        args.out.write_text(json.dumps({"models": args.models, "datasets": sizes, "metrics": names,
+                                        "seconds_per_dataset": timed, "seconds_per_metric": per_metric.to_dict(),
+                                        "total_minutes": total / 60}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
