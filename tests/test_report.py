@@ -7,7 +7,7 @@ from evaluation.report import (format_dataset_report, format_summary, plot_agree
                                plot_weighted_tau_summary, write_report)
 from evaluation.synthetic import write_synthetic_caches
 
-QUALITY = {"m_high": 0.9, "m_mid": 0.5, "m_low": 0.1}
+QUALITY = {"m_high": 0.9, "m_mid": 0.6, "m_low": 0.3}
 METRICS = ["emms", "logme", "hscore"]
 
 
