@@ -1,1 +1,28 @@
-"""(package under construction)"""
+"""Transferability metrics: score how well a pre-trained model's features transfer to a target task.
+
+One module per metric (the math, with shapes, is in each module's docstring; departures from the
+published reference code are stated there). Every metric returns a float, higher = better transfer,
+computes in float64 and never modifies its inputs. Bad input raises ``ValueError`` naming the problem.
+
+Scripts pick metrics by name through the registry::
+
+    fn = metrics.get_metric("emms")
+    score = fn(**{k: inputs[k] for k in fn.requires})
+
+Rank measures (how a metric is judged against fine-tuning ground truth) live in
+:mod:`metrics.ranking`. See ``docs/metrics.md``.
+"""
+from .registry import CANONICAL_INPUTS, METRICS, get_metric, list_metrics, register_metric
+from .emms import emms, emms_onestep
+from .logme import logme, max_log_evidence
+from .leep import leep
+from .nce import nce, nce_from_probs
+from .transrate import coding_rate, transrate
+from .hscore import hscore, hscore_regularized
+from . import ranking
+
+__all__ = [
+    "CANONICAL_INPUTS", "METRICS", "get_metric", "list_metrics", "register_metric",
+    "emms", "emms_onestep", "logme", "max_log_evidence", "leep", "nce", "nce_from_probs",
+    "transrate", "coding_rate", "hscore", "hscore_regularized", "ranking",
+]
