@@ -19,10 +19,15 @@ from .leep import leep
 from .nce import nce, nce_from_probs
 from .transrate import coding_rate, transrate
 from .hscore import hscore, hscore_regularized
+from .sfda import sfda
+from .parc import parc
+from .nleep import nleep
+from .flabel import logme_flabel, transrate_flabel
 from . import ranking
 
 __all__ = [
     "CANONICAL_INPUTS", "METRICS", "get_metric", "list_metrics", "register_metric",
     "emms", "emms_onestep", "logme", "max_log_evidence", "leep", "nce", "nce_from_probs",
-    "transrate", "coding_rate", "hscore", "hscore_regularized", "ranking",
+    "transrate", "coding_rate", "hscore", "hscore_regularized", "sfda", "parc", "nleep",
+    "logme_flabel", "transrate_flabel", "ranking",
 ]

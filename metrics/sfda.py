@@ -1,0 +1,89 @@
+"""SFDA: Self-challenging Fisher Discriminant Analysis (Shao et al., "Not All Models Are Equal:
+Predicting Model Transferability in a Self-challenging Fisher Space", ECCV 2022).
+
+Fisher step on features X (N, D) with C classes, priors ``pi_c = n_c / N``, class means M (C, D)::
+
+    Sw       = sum_c pi_c cov_c                      (within-class scatter, 1/n_c normalisation)
+    lambda   = max(exp(-5 * lambda_max(Sw)), 1e-10)  (lambda_max: 3 power iterations from Sw.sum(1))
+    shrink(S) = (1 - lambda) S + lambda (tr S / D) I
+    St = shrink(cov X),  Sw' = shrink(Sw),  Sb = St - Sw'
+    V  = generalised eigenvectors of (Sb, Sw'), by descending eigenvalue
+    coef = M V V^T,  intercept_c = -1/2 m_c^T coef_c + log pi_c
+    p(c | x) = softmax_c(x^T coef_c + intercept_c)
+
+Self-challenge (ConfMix): soften ``p' = softmax(p)`` row-wise, replace every sample by
+``x_i <- p'_{i, y_i} x_i + (1 - p'_{i, y_i}) * mean of the other classes' means`` (means of the
+original X), refit with the same lambda and report ``sfda = mean_i p(y_i | x_i)`` of the refit (no
+log, as in the paper).
+
+Implementation note: all D generalised eigenvectors are kept, and they are ``Sw'``-orthonormal
+(``V^T Sw' V = I``), so ``V V^T = Sw'^{-1}`` exactly and ``coef = M Sw'^{-1}``: ``St`` and ``Sb``
+cancel out. We therefore solve with a Cholesky factor of ``Sw'`` instead of a D x D generalised
+eigenproblem (identical result up to rounding, checked in the tests; ~10x faster at D = 2048).
+``Sw`` is one GEMM of the class-centred features (no per-class loop).
+
+Departures from the reference code: it rewrites the caller's X in place during ConfMix (here a new
+array), loops over ``range(num_classes)`` with raw label values (non-contiguous ids break it; here
+remapped) and prints the shrinkage.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from ._linalg import class_means, row_softmax
+from ._validation import EncodedLabels, check_features, check_labels
+from .registry import register_metric
+
+__all__ = ["sfda"]
+
+#: power iterations used by the reference code to estimate the largest eigenvalue of Sw
+POWER_ITERATIONS = 3
+
+
+def _largest_eigenvalue(A: np.ndarray, n_iter: int = POWER_ITERATIONS) -> float:
+    """The reference's power-iteration estimate ``x^T A y`` (x, y alternate normalised iterates)."""
+    x = A.sum(axis=1)
+    y = x
+    for _ in range(n_iter):
+        y = A @ x
+        y /= np.linalg.norm(y)
+        x = A @ y
+        x /= np.linalg.norm(x)
+    return float(x @ A @ y)
+
+
+def _shrink(S: np.ndarray, lam: float) -> np.ndarray:
+    out = (1.0 - lam) * S
+    out[np.diag_indices_from(out)] += lam * np.trace(S) / S.shape[0]
+    return out
+
+
+def _fisher_posteriors(X: np.ndarray, enc: EncodedLabels, shrinkage: float | None):
+    """Return (p (N, C) posteriors of the shrunk Fisher classifier on X, shrinkage used)."""
+    N = X.shape[0]
+    means = class_means(X, enc.index, enc.counts)               # (C, D)
+    R = X - means[enc.index]
+    Sw = R.T @ R / N                                            # sum_c pi_c cov_c
+    if shrinkage is None:
+        shrinkage = max(float(np.exp(-5.0 * _largest_eigenvalue(Sw))), 1e-10)
+    Sw_shrunk = _shrink(Sw, shrinkage)
+    factor = scipy.linalg.cho_factor(Sw_shrunk, lower=True, check_finite=False)
+    coef = scipy.linalg.cho_solve(factor, means.T, check_finite=False).T    # M Sw'^-1  (C, D)
+    intercept = -0.5 * np.einsum("cd,cd->c", means, coef) + np.log(enc.counts / N)
+    return row_softmax(X @ coef.T + intercept), shrinkage
+
+
+@register_metric("sfda", requires=("features", "labels"))
+def sfda(features, labels) -> float:
+    """SFDA score: mean probability of the true class after ConfMix (in (0, 1], higher is better)."""
+    X = check_features(features)
+    enc = check_labels(labels, X.shape[0])
+    probs, shrinkage = _fisher_posteriors(X, enc, None)
+    soft = row_softmax(probs)                                   # the paper's "softened" probabilities
+    conf = soft[np.arange(X.shape[0]), enc.index][:, None]
+    means = class_means(X, enc.index, enc.counts)
+    other_means = (means.sum(axis=0) - means) / (enc.n_classes - 1)
+    mixed = conf * X + (1.0 - conf) * other_means[enc.index]
+    probs2, _ = _fisher_posteriors(mixed, enc, shrinkage)
+    return float(np.mean(probs2[np.arange(X.shape[0]), enc.index]))
