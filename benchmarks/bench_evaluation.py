@@ -6,15 +6,17 @@ caches, assembling inputs, every metric call, the score cache), then its caches 
 disk never holds more than one dataset (~1.5 GB at full size).
 
 Sizes (full run):
-  N  per dataset = the dataset's standard training-split size capped at MAX_N (5000): the number of
-     samples the published EMMS/SFDA feature caches hold is of this order (a few thousand);
+  N  per dataset = the dataset's standard training-split size clipped to [MIN_N, MAX_N] = [2500, 5000]:
+     the published EMMS/SFDA feature caches hold a few thousand samples, and the unregularised EMMS
+     least-squares fit needs N > D (= 2048 for the widest CNNs; flowers and dtd have fewer training
+     images, so their caches must use train+val or more);
   D  per model   = the penultimate width of each torchvision CNN (512 .. 2048);
   C  per dataset = the EMMS class lists (``data.get_classnames``), 10 .. 397;
   E = 1024, K = 3 label-embedding encoders (the paper's CLIP / BERT / GPT-2 width), Cs = 1000
   source classes. The model qualities follow each dataset's published ground truth, so the synthetic
   ranking resembles the real one.
 
-    python benchmarks/bench_evaluation.py --quick          # seconds: 3 models x 2 datasets, N <= 400
+    python benchmarks/bench_evaluation.py --quick          # ~1 min: 3 models x 2 datasets, N = 1500
     python benchmarks/bench_evaluation.py                  # the full run (see docs/evaluation.md)
     python benchmarks/bench_evaluation.py --datasets dtd pets --metrics emms logme
 """
@@ -47,11 +49,11 @@ TRAIN_SIZE = {  # standard training-split sizes of the 11 datasets
     "aircraft": 3334, "caltech101": 3060, "cars": 8144, "cifar10": 50000, "cifar100": 50000, "dtd": 1880,
     "flowers": 1020, "food": 75750, "pets": 3680, "sun397": 19850, "voc2007": 2501,
 }
-MAX_N = 5000
+MIN_N, MAX_N = 2500, 5000
 EMBED_DIM = 1024
 ENCODERS = ("clip", "bert", "gpt2")
 SOURCE_CLASSES = 1000
-QUICK = dict(models=["resnet34", "densenet121", "mnasnet1_0"], datasets=["dtd", "pets"], max_n=400)
+QUICK = dict(models=["resnet34", "densenet121", "mnasnet1_0"], datasets=["dtd", "pets"], n=1500)
 
 
 def _quality(truth_row: dict) -> dict:
@@ -62,16 +64,18 @@ def _quality(truth_row: dict) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="3 models x 2 datasets, N <= 400")
+    p.add_argument("--quick", action="store_true", help="3 models x 2 datasets, N = 1500")
     p.add_argument("--models", nargs="+", default=list(FEATURE_DIM))
     p.add_argument("--datasets", nargs="+", default=list(TRAIN_SIZE))
     p.add_argument("--metrics", nargs="+", default=None, help="default: every registered metric")
+    p.add_argument("--min-n", type=int, default=MIN_N, help="floor on samples per dataset")
     p.add_argument("--max-n", type=int, default=MAX_N, help="cap on samples per dataset")
     p.add_argument("--workdir", type=Path, default=None, help="temporary folder (default: system temp)")
     p.add_argument("--out", type=Path, default=None, help="write the timings as JSON here")
     args = p.parse_args()
     if args.quick:
-        args.models, args.datasets, args.max_n = QUICK["models"], QUICK["datasets"], min(args.max_n, QUICK["max_n"])
+        args.models, args.datasets = QUICK["models"], QUICK["datasets"]
+        args.min_n = args.max_n = QUICK["n"]
     names = list(args.metrics) if args.metrics else metrics.list_metrics()
     fns = {n: metrics.get_metric(n) for n in names}
     truth = load_ground_truth(GROUP)
@@ -80,7 +84,7 @@ def main() -> None:
     results, timed, sizes = [], {}, {}
     try:
         for dataset in args.datasets:
-            n, c = min(TRAIN_SIZE[dataset], args.max_n), len(data.get_classnames(dataset))
+            n, c = min(max(TRAIN_SIZE[dataset], args.min_n), args.max_n), len(data.get_classnames(dataset))
             sizes[dataset] = {"N": n, "C": c}
             quality = _quality({m: truth[dataset][m] for m in args.models})
             print(f"[{dataset}] writing synthetic caches: N={n}, C={c}, {len(args.models)} models", flush=True)
