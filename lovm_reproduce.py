@@ -39,6 +39,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--alpha", type=float, default=ALPHA, help="ridge/lasso penalty")
     p.add_argument("--features", nargs="+", default=list(LOVM_FEATURES), choices=list(LOVM_FEATURES))
     p.add_argument("--no-standardize", action="store_true", help="fit on raw (unscaled) features")
+    p.add_argument("--exclude-model", action="store_true",
+                   help="accuracy prediction for (m, d) also leaves model m out of the fit (LOVM README rule)")
     p.add_argument("--target", default=TARGET, choices=["acc1", "mean_per_class_recall"])
     p.add_argument("--k", type=int, default=K)
     p.add_argument("--ablate-features", action="store_true", help="also run ModelGPT on every feature subset")
@@ -50,7 +52,7 @@ def main() -> None:
     args = parse_args()
     progress = not args.no_progress
     modelgpt_options = {"regressor": args.regressor, "features": list(args.features),
-                        "standardize": not args.no_standardize,
+                        "standardize": not args.no_standardize, "exclude_model": args.exclude_model,
                         "regressor_params": {} if args.alpha is None else {"alpha": args.alpha}}
     if args.alpha is not None and args.regressor == "linear":
         raise SystemExit("--alpha applies to --regressor ridge or lasso, not linear")

@@ -115,6 +115,20 @@ def test_leave_one_dataset_out_never_sees_the_held_out_ground_truth():
         assert not np.allclose(again[other].to_numpy(), base[other].to_numpy())  # ...the others' do
 
 
+def test_exclude_model_also_hides_the_models_own_ground_truth():
+    X, y = _synthetic(seed=4)
+    y = y + np.random.default_rng(5).normal(scale=0.05, size=len(y))
+    base = leave_one_dataset_out(ModelGPT(), X, y, datasets=["d2"], exclude_model=True)
+    changed = y.copy()
+    is_m = y.index.get_level_values("model") == "m03"
+    changed[is_m] = 0.99  # model m03's accuracy on every dataset
+    strict = leave_one_dataset_out(ModelGPT(), X, changed, datasets=["d2"], exclude_model=True)
+    assert strict.loc["m03", "d2"] == pytest.approx(base.loc["m03", "d2"], abs=1e-12)
+    assert not np.isclose(strict.loc["m00", "d2"], base.loc["m00", "d2"])  # other models' fits saw it
+    loose = leave_one_dataset_out(ModelGPT(), X, changed, datasets=["d2"])
+    assert not np.isclose(loose.loc["m03", "d2"], base.loc["m03", "d2"])
+
+
 def test_modelgpt_validates_its_inputs():
     X, y = _synthetic()
     with pytest.raises(ValueError, match="MultiIndex"):

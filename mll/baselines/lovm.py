@@ -15,7 +15,9 @@ both models x datasets):
   every dataset: the ranking is the same everywhere and the predicted accuracy is a_IN(m).
 * ``ModelGPT``: :class:`~mll.baselines.modelgpt.ModelGPT` leave-one-dataset-out, ranking scores from
   the ``target="centered"`` fit (LOVM's model ranking), accuracies from the ``target="accuracy"``
-  fit (LOVM's performance prediction), features = the 7 LOVM features by default.
+  fit (LOVM's performance prediction), features = the 7 LOVM features by default. Option
+  ``exclude_model=True``: accuracy predictions for (m, d) also leave model m out of the fit (the
+  stricter rule of the LOVM README; LOVM's own code leaves out only the dataset).
 * ``Oracle``: the held-out ground truth itself, the upper bound of every measure (reference only).
 """
 from __future__ import annotations
@@ -156,13 +158,14 @@ def _inb_method(tables: LOVMTables, *, progress: bool = False) -> MethodPredicti
 def _modelgpt_method(tables: LOVMTables, *, regressor: str = "linear",
                      regressor_params: Optional[Mapping[str, object]] = None,
                      features: Sequence[str] = LOVM_FEATURES, standardize: bool = True,
-                     random_state: int = 0, progress: bool = False) -> MethodPredictions:
+                     random_state: int = 0, exclude_model: bool = False,
+                     progress: bool = False) -> MethodPredictions:
     common = dict(regressor=regressor, regressor_params=regressor_params, features=features,
                   standardize=standardize, random_state=random_state)
     rank = leave_one_dataset_out(ModelGPT(target="centered", **common), tables.features, tables.targets,
                                  progress=progress)
     acc = leave_one_dataset_out(ModelGPT(target="accuracy", **common), tables.features, tables.targets,
-                                progress=progress)
+                                exclude_model=exclude_model, progress=progress)
     return MethodPredictions(rank_scores=rank, accuracy=acc)
 
 

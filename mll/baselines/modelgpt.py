@@ -303,10 +303,15 @@ class ModelGPT:
 
 
 def leave_one_dataset_out(model: ModelGPT, features: pd.DataFrame, targets: pd.Series, *,
-                          datasets: Optional[Iterable[str]] = None, progress: bool = False) -> pd.DataFrame:
+                          datasets: Optional[Iterable[str]] = None, exclude_model: bool = False,
+                          progress: bool = False) -> pd.DataFrame:
     """LOVM's leave-one-dataset-out protocol: for each held-out dataset d, a fresh clone of ``model``
     is fitted on the rows whose dataset is not d (features AND targets of d are sliced away before
-    ``fit``) and predicts d's rows. Returns a models x datasets DataFrame of predictions."""
+    ``fit``) and predicts d's rows. Returns a models x datasets DataFrame of predictions.
+
+    ``exclude_model=True`` applies the stricter rule the LOVM README states for performance
+    prediction: the prediction for (m, d) comes from a fit without any row of dataset d or of
+    model m (one fit per pair instead of per dataset)."""
     if not isinstance(model, ModelGPT):
         raise ValueError(f"model must be a ModelGPT, got {type(model).__name__}")
     _check_features(features)
@@ -321,15 +326,26 @@ def leave_one_dataset_out(model: ModelGPT, features: pd.DataFrame, targets: pd.S
         raise ValueError(f"targets must be a pandas Series, got {type(targets).__name__}")
     _check_index(targets.index, "targets")
     level = features.index.get_level_values("dataset")
+    models = features.index.get_level_values("model")
     target_level = targets.index.get_level_values("dataset")
+    target_models = targets.index.get_level_values("model")
     iterator = held_out
     if progress:
         from tqdm.auto import tqdm
-        iterator = tqdm(held_out, desc=f"ModelGPT LOO ({model.target})", unit="dataset")
+        protocol = "dataset+model" if exclude_model else "dataset"
+        iterator = tqdm(held_out, desc=f"ModelGPT leave-{protocol}-out ({model.target})", unit="dataset")
     columns = {}
     for d in iterator:
-        fitted = model.clone().fit(features[level != d], targets[target_level != d])
-        columns[d] = fitted.predict(features[level == d])
+        if not exclude_model:
+            fitted = model.clone().fit(features[level != d], targets[target_level != d])
+            columns[d] = fitted.predict(features[level == d])
+            continue
+        preds = {}
+        for m in features[level == d].index.get_level_values("model"):
+            fitted = model.clone().fit(features[(level != d) & (models != m)],
+                                       targets[(target_level != d) & (target_models != m)])
+            preds[m] = float(fitted.predict(features[(level == d) & (models == m)]).iloc[0])
+        columns[d] = pd.Series(preds, name="predicted").rename_axis("model")
     return pd.DataFrame(columns).rename_axis(index="model", columns="dataset")
 
 
