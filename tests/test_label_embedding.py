@@ -237,3 +237,22 @@ def test_stack_validates_shapes(bad, match):
 def test_stack_rejects_unknown_method():
     with pytest.raises(ValueError, match="unknown stacking method"):
         stack_label_embeddings([np.zeros((2, 2)), np.zeros((2, 3))], method="concat")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the scripts' driver
+# ---------------------------------------------------------------------------------------------------
+def test_cli_skips_existing_files_without_loading_weights(tmp_path, capsys, monkeypatch):
+    from Label_embedding.cli import ScriptDefaults, main_classnames, main_sentences
+    monkeypatch.delenv("MODEL_SELECTOR_WEIGHTS", raising=False)
+    layout = CacheLayout(tmp_path)
+    target = layout.label_embedding("textures", "bert")
+    target.parent.mkdir(parents=True)
+    np.save(target, np.zeros((3, 4), dtype=np.float32))
+    defaults = ScriptDefaults(encoder="bert", cache_dir=tmp_path)
+    assert main_classnames(defaults, ["--datasets", "textures"]) == 0   # bert weights absent: never built
+    assert "[skip]" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="bert-large-uncased"):
+        main_classnames(defaults, ["--datasets", "digits"])
+    assert main_sentences(defaults, ["--datasets", "flickr8k"]) == 1    # captions/flickr8k.json missing
+    assert "captions/flickr8k.json" in capsys.readouterr().out
