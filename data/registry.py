@@ -9,8 +9,8 @@ how to obtain the data) and calls the factory.
 Data root (for the datasets that live on disk, i.e. kinds ``classification`` and ``caption``):
 ``root=`` argument, else the environment variable ``MODEL_SELECTOR_DATA``. The dataset's files are
 looked up under ``{root}/{spec.subdir}`` in the layout described by ``spec.layout``. Offline
-datasets ship with registry packages and take no root (``fashion_mnist`` optionally accepts a
-folder holding the four IDX files).
+datasets ship with registry packages and do not read the root (it is accepted, so one root can
+serve a mix of datasets; ``fashion_mnist`` takes ``idx_dir=`` for another folder of IDX files).
 """
 from __future__ import annotations
 
@@ -91,12 +91,12 @@ def get_dataset_spec(name: str) -> DatasetSpec:
 def resolve_root(spec: DatasetSpec, root=None) -> Optional[Path]:
     """The folder holding ``spec``'s files: ``{root or $MODEL_SELECTOR_DATA}/{spec.subdir}``.
 
-    Offline datasets return ``Path(root)`` if a root was given, else ``None``. On-disk datasets
+    Offline datasets return ``None`` (they do not read the root). On-disk datasets
     without any root raise :class:`DatasetNotFoundError`; a missing folder or required file raises
     it too, naming the path, the expected layout and where to get the data.
     """
     if spec.kind == "offline":
-        return None if root is None else Path(root)
+        return None
     base = root if root is not None else os.environ.get(DATA_ROOT_ENV)
     if base is None or str(base) == "":
         raise DatasetNotFoundError(

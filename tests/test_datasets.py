@@ -80,14 +80,15 @@ def test_lfw_faces_classes_follow_documented_order():
     assert ds.classes == ["face", "non-face"]
 
 
-def test_offline_dataset_refuses_a_root(tmp_path):
-    with pytest.raises(ValueError, match="takes no root"):
-        get_dataset("mnist", root=tmp_path)
+def test_offline_dataset_ignores_the_data_root(tmp_path):
+    """One data root can serve a mix of datasets: offline sets do not read it."""
+    with_root = get_dataset("lfw_faces", root=tmp_path / "not-there")
+    assert np.array_equal(with_root.targets, get_dataset("lfw_faces").targets)
 
 
-def test_fashion_mnist_missing_root_names_path(tmp_path):
+def test_fashion_mnist_missing_idx_dir_names_path(tmp_path):
     with pytest.raises(data.DatasetNotFoundError, match=str(tmp_path / "train-images-idx3-ubyte")):
-        get_dataset("fashion_mnist", root=tmp_path)
+        get_dataset("fashion_mnist", idx_dir=tmp_path)
 
 
 def test_read_idx_round_trip(tmp_path):
