@@ -323,3 +323,26 @@ def test_lovm_modelgpt_held_out_predictions_ignore_that_datasets_ground_truth():
     scrambled[is_d] = scrambled[is_d].to_numpy()[::-1]
     again = leave_one_dataset_out(ModelGPT(target="centered"), tables.features, scrambled, datasets=[held_out])
     pd.testing.assert_frame_equal(base, again)
+
+
+@pytest.mark.slow
+def test_modelgpt_features_with_the_packaged_text_encoder():
+    """Real text embeddings (all-MiniLM-L6-v2, offline): captions that describe their class are
+    classified correctly and sit closer to their own class prompt than to any other."""
+    from Label_embedding.encoders import get_text_encoder
+
+    encoder = get_text_encoder("minilm")
+
+    class TextOnlyVLM:
+        def encode_texts(self, texts):
+            return encoder.encode(texts)
+
+    captions = {
+        "cat": ["a cat sleeping on a sofa", "a kitten playing with yarn", "a tabby cat on a windowsill"],
+        "airplane": ["a jet taking off from the runway", "an airliner flying above the clouds"],
+        "pizza": ["a pepperoni pizza on a wooden table", "a slice of cheese pizza"],
+    }
+    feats = modelgpt_features(TextOnlyVLM(), list(captions), captions, 0.6, noise_sigma=0.0)
+    assert feats["text-acc1"] == 1.0 and feats["text-f1"] == 1.0
+    assert feats["inter_close"] > feats["intra_close"]
+    assert -1.0 <= feats["intraclass_sim"] < 1.0

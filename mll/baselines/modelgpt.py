@@ -458,10 +458,9 @@ def modelgpt_features(vlm, classnames: Sequence[str], captions: Mapping[str, Seq
         missing = [c for c in classnames if c not in synonyms or isinstance(synonyms[c], str) or not len(synonyms[c])]
         if missing:
             raise ValueError(f"synonyms must give a non-empty list for every class; missing/empty: {missing[:5]}")
-        sims = []
-        for i, c in enumerate(classnames):
-            syn = _encode(vlm, [str(s) for s in synonyms[c]], f"synonyms of {c!r}")
-            sims.append(float(np.mean(syn @ W[i])))
-        out["superclass_metric"] = float(np.mean(sims))
+        syn_texts = [str(s) for c in classnames for s in synonyms[c]]
+        syn_labels = np.concatenate([np.full(len(synonyms[c]), i) for i, c in enumerate(classnames)])
+        syn_sim = np.sum(_encode(vlm, syn_texts, "synonyms") * W[syn_labels], axis=1)  # w_c . encode(s)
+        out["superclass_metric"] = float(np.mean([syn_sim[syn_labels == i].mean() for i in range(C)]))
     out["IN-score"] = imagenet_acc
     return out
