@@ -225,7 +225,7 @@ class ModelGPT:
         extra = targets.index.difference(features.index)
         if len(extra):
             raise ValueError(f"targets have {len(extra)} rows absent from features, e.g. {extra[:3].tolist()}")
-        names = self.features if self.features is not None else tuple(str(c) for c in features.columns)
+        names = self.features if self.features is not None else tuple(features.columns)
         absent = [c for c in names if c not in features.columns]
         if absent:
             raise ValueError(f"features lack the columns {absent}; available: {list(features.columns)}")
