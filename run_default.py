@@ -1,0 +1,90 @@
+"""The embedded default: rank the offline model zoo on the offline datasets, judged by fine-tuning.
+
+Runs the whole EMMS chain on a fresh machine with no network: features of the real pre-trained
+models shipped in registry packages (EfficientNet-Lite0/1/2, DINOv2-S, the PaddleOCR CNNs) on real
+offline datasets (Fashion-MNIST, MNIST, sklearn digits, texture patches), class-name label
+embeddings with the packaged all-MiniLM-L6-v2, every transferability metric, and the agreement of
+each metric's ranking with our own fine-tuned accuracies (``data/ground_truth/offline_zoo.json``,
+made by ``finetune.py``): weighted tau, Kendall tau, Pearson, Rel@1 per dataset and averaged, wall
+time per metric, PNG plots. Resumable: caches under CACHE_DIR, scores under RESULTS_DIR.
+
+    .venv/bin/python run_default.py                         # everything (about 10 minutes on 2 cores)
+    .venv/bin/python run_default.py --datasets digits --n-per-class 30 --metrics emms logme
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_s",
+          "ocr_det", "ocr_rec", "ocr_cls")
+DATASETS = ("fashion_mnist", "mnist", "digits", "textures")
+GROUND_TRUTH = "offline_zoo"         # data/ground_truth/offline_zoo.json (finetune.py)
+METRICS = None                       # None: every registered metric (metrics.list_metrics())
+ENCODERS = ("minilm",)               # packaged text encoder: the offline F-label source
+SPLIT = "train"                      # transferability is measured on the target training data
+N_PER_CLASS = 100                    # images per class scored (seeded subsample)
+BATCH_SIZE = 64
+RANDOM_STATE = 0
+CACHE_DIR = ROOT / "cache" / "default"
+RESULTS_DIR = ROOT / "results" / "default"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    p.add_argument("--ground-truth", default=GROUND_TRUTH,
+                   help="ground-truth group to judge against; 'none' ranks without it")
+    p.add_argument("--metrics", nargs="+", default=METRICS, help="default: every registered metric")
+    p.add_argument("--encoders", nargs="+", default=list(ENCODERS))
+    p.add_argument("--split", default=SPLIT)
+    p.add_argument("--n-per-class", type=int, default=N_PER_CLASS)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--random-state", type=int, default=RANDOM_STATE)
+    p.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from data.ground_truth import list_groups, load_ground_truth
+    from evaluation import save_results
+    from evaluation.end_to_end import score_models
+    from evaluation.report import print_report, write_report
+
+    truth = None
+    if args.ground_truth.lower() != "none":
+        if args.ground_truth not in list_groups():
+            raise SystemExit(f"ground-truth group {args.ground_truth!r} not found (have: {', '.join(list_groups())}); "
+                             "run finetune.py to make it, or pass --ground-truth none to rank without it")
+        table = load_ground_truth(args.ground_truth)
+        missing = [d for d in args.datasets if d not in table]
+        if missing:
+            raise SystemExit(f"ground truth {args.ground_truth!r} has no table for {missing}; "
+                             f"it covers {sorted(table)} (or pass --ground-truth none)")
+        truth = {d: table[d] for d in args.datasets}
+    t0 = time.perf_counter()
+    result = score_models(args.models, args.datasets, cache_dir=args.cache_dir, results_dir=args.results_dir,
+                          encoders=args.encoders, metrics=args.metrics, ground_truth=truth,
+                          group=None if truth is None else args.ground_truth, split=args.split,
+                          n_per_class=args.n_per_class, batch_size=args.batch_size,
+                          random_state=args.random_state, progress=not args.quiet)
+    written = save_results(result, args.results_dir)
+    if not args.no_plots:
+        written.update(write_report(result, args.results_dir / "plots"))
+    print_report(result)
+    print(f"\n{result.computed} score(s) computed, {result.reused} reused; "
+          f"{time.perf_counter() - t0:.0f} s in all; results under {args.results_dir} ({len(written)} files)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
