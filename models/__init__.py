@@ -17,6 +17,7 @@ from .pipeline import CacheMismatchError, extract_to_cache, prepare_dataset
 # Importing the zoo modules registers their entries (order = listing order).
 from . import torchvision_cnn  # noqa: E402,F401  (cnn)
 from . import vit_zoo  # noqa: E402,F401  (vit)
+from . import captioning  # noqa: E402,F401  (caption)
 from . import efficientnet_lite, onnx_zoo  # noqa: E402,F401  (offline)
 
 __all__ = ["FeatureModel", "HookedFeatureModel", "GROUPS", "ModelEntry", "WEIGHTS_ENV", "create_model",
