@@ -1,0 +1,369 @@
+"""The MLL benchmark (Tan et al., ICML 2025, Sec. 5): INB, ModelGPT and MLL on target tasks.
+
+For every target task the ground truth is measured by running every hub model on the (subsampled)
+test split: ``probs[m]`` (N, C) = softmax of the zero-shot logits of model m (Eq. 1, each model's
+own prompt templates) and ``acc[m] = mean(argmax probs[m] == y)``. The methods then only choose
+which models to reuse:
+
+* INB: the hub's models ranked by ImageNet zero-shot accuracy (``imagenet_scores``);
+* ModelGPT (LOVM): models ranked by the accuracy a linear model predicts from text-derived features,
+  fitted leave-one-target-out on the other targets' ground truth (``mll.baselines``);
+* MLL: per class the top-k models by the reuse metric (Eq. 7) of :mod:`mll.selection`.
+
+With k models (paper Tables 1-2: k = 1 and k = 3) INB and ModelGPT reuse their top-k models for every
+class, MLL its per-class top-k, all with the entropy-weighted ensemble of Eq. 8-10
+(:mod:`mll.reuse`). Also: hub growth over random expansion orders (Fig. 3) and the alpha / k
+ablations (Tables 3-4).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from .graph import SemanticGraph, offline_dataset_info
+from .labeling import ModelHub
+from .reuse import ensemble_predict, softmax, top_k_models
+from .selection import (DEFAULT_ALPHA, DEFAULT_K_NODES, SelectionResult, embed_captions,
+                        generate_class_descriptions, select_models)
+from .vlm import VLM, cached_image_embeddings
+
+__all__ = ["TargetTask", "offline_target", "model_probabilities", "graph_zero_shot_accuracy",
+           "MLLBenchmark", "plot_hub_growth", "table_to_markdown", "build_offline_benchmark", "build_full_benchmark"]
+
+
+@dataclass(frozen=True)
+class TargetTask:
+    """A target task: class names + general information (domain, task) and the test images
+    ``dataset[i]`` for ``i in indices`` (items ``(PIL image, int label)``)."""
+
+    name: str
+    classnames: Tuple[str, ...]
+    domain: str
+    task: str
+    dataset: object = field(repr=False)
+    indices: Tuple[int, ...] = field(repr=False)
+
+    @property
+    def key(self) -> str:
+        """Cache key of the ordered image set."""
+        digest = hashlib.sha1(json.dumps(list(self.indices)).encode()).hexdigest()[:12]
+        return f"target-{self.name}-{digest}"
+
+    def images(self) -> List:
+        return [self.dataset[i][0] for i in self.indices]
+
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.dataset.targets, dtype=np.int64)[list(self.indices)]
+
+
+def offline_target(name: str, *, per_class: int, random_state: int = 0, split: str = "test", root=None) -> TargetTask:
+    """An offline dataset (``data.get_dataset``) as a target task: ``per_class`` test images per
+    class (``data.subsample_per_class``), domain and task from ``offline_class_synsets.json``."""
+    import data
+    ds = data.get_dataset(name, split, root=root)
+    idx = data.subsample_per_class(ds, per_class, random_state=random_state)
+    info = offline_dataset_info(name)
+    return TargetTask(name, tuple(ds.classes), info["domain"], info["task"], ds, tuple(int(i) for i in idx))
+
+
+def model_probabilities(vlm: VLM, task: TargetTask, *, cache_dir=None, progress: bool = False) -> np.ndarray:
+    """(N, C) zero-shot class probabilities of ``vlm`` on the task's images (softmax of Eq. 1)."""
+    emb = cached_image_embeddings(vlm, task.key, task.images, cache_dir, progress=progress)
+    cls = vlm.class_embeddings([vlm.prompts_for(c) for c in task.classnames])
+    return softmax(vlm.logits_from_embeddings(emb, cls), axis=1)
+
+
+def graph_zero_shot_accuracy(vlm: VLM, graph: SemanticGraph, *, cache_dir=None) -> float:
+    """Zero-shot accuracy on the pooled sample images of the graph's class nodes, classified among
+    all class nodes: the offline stand-in of "ImageNet accuracy" (the paper's sample datasets are
+    ImageNet and its variants), used by INB and as ModelGPT's IN-score when no ImageNet is at hand."""
+    nodes = sorted(graph.class_nodes)
+    if len(nodes) < 2:
+        raise ValueError("the graph needs at least two class nodes")
+    refs, y = [], []
+    for j, w in enumerate(nodes):
+        refs.extend(graph.images_of(w))
+        y.extend([j] * len(graph.images_of(w)))
+    digest = hashlib.sha1(json.dumps([[r.source, r.index] for r in refs]).encode()).hexdigest()[:12]
+    emb = cached_image_embeddings(vlm, f"graph-{graph.name}/classes-{digest}", lambda: graph.load_images(refs), cache_dir)
+    cls = vlm.class_embeddings([vlm.prompts_for(n) for n in graph.names(nodes)])
+    return float(np.mean(np.argmax(emb @ cls.T, axis=1) == np.asarray(y)))
+
+
+def _accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.asarray(pred) == np.asarray(y)))
+
+
+class MLLBenchmark:
+    """All methods on all target tasks for one labelled hub.
+
+    ``imagenet_scores``: model -> ImageNet zero-shot accuracy (INB, ModelGPT's IN-score);
+    ``text_encoder``: ``encode(texts) -> (N, E)`` for class and node captions (MLL selection);
+    ``class_captions``: optional {task: {class: [captions]}} replacing the generated descriptions."""
+
+    def __init__(self, hub: ModelHub, tasks: Sequence[TargetTask], text_encoder, *,
+                 imagenet_scores: Mapping[str, float], k_nodes: int = DEFAULT_K_NODES,
+                 alpha: float = DEFAULT_ALPHA, cache_dir=None, class_captions: Optional[Mapping] = None,
+                 modelgpt_regressor: str = "linear", random_state: int = 0, progress: bool = False):
+        if not tasks:
+            raise ValueError("the benchmark needs at least one target task")
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate target names: {names}")
+        missing = [m for m in hub.model_names if m not in imagenet_scores]
+        if missing:
+            raise ValueError(f"imagenet_scores lacks models {missing}")
+        self.hub, self.tasks = hub, list(tasks)
+        self.models = hub.model_names
+        self.text_encoder = text_encoder
+        self.imagenet_scores = {m: float(imagenet_scores[m]) for m in self.models}
+        self.k_nodes, self.alpha = int(k_nodes), float(alpha)
+        self.cache_dir, self.progress = cache_dir, progress
+        self.modelgpt_regressor = modelgpt_regressor
+        self.random_state = int(random_state)
+        wn = hub.graph.wordnet
+        self.captions: Dict[str, List[List[str]]] = {}
+        for t in self.tasks:
+            if class_captions is not None and t.name in class_captions:
+                from .selection import load_class_captions
+                self.captions[t.name] = load_class_captions(class_captions[t.name], t.classnames)
+            else:
+                self.captions[t.name] = generate_class_descriptions(t.classnames, t.domain, t.task, wn)
+        self._prepare()
+
+    # -- precomputation -------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        from tqdm.auto import tqdm
+        self.y: Dict[str, np.ndarray] = {}
+        self.probs: Dict[str, np.ndarray] = {}
+        pairs = [(t, m) for t in self.tasks for m in self.models]
+        it = tqdm(pairs, desc="zero-shot on targets", unit="run") if self.progress else pairs
+        per_task: Dict[str, List[np.ndarray]] = {t.name: [] for t in self.tasks}
+        for t, m in it:
+            per_task[t.name].append(model_probabilities(self.hub.models[m], t, cache_dir=self.cache_dir))
+        for t in self.tasks:
+            self.y[t.name] = t.labels()
+            self.probs[t.name] = np.stack(per_task[t.name])                    # (M, N, C)
+        graph = self.hub.graph
+        self.node_embeddings = embed_captions(self.text_encoder, graph.captions())
+        labels = self.hub.label_matrix(self.models)
+        self.selection: Dict[str, SelectionResult] = {
+            t.name: select_models(labels, self.models, embed_captions(self.text_encoder, self.captions[t.name]),
+                                  self.node_embeddings, t.classnames, k_nodes=self.k_nodes, alpha=self.alpha)
+            for t in self.tasks}
+
+    # -- ground truth ---------------------------------------------------------------------------
+    def ground_truth(self) -> pd.DataFrame:
+        """(M, T) zero-shot accuracy of every model on every target."""
+        return pd.DataFrame({t: [_accuracy(p.argmax(axis=1), self.y[t]) for p in self.probs[t]]
+                             for t in self.probs}, index=pd.Index(self.models, name="model"))
+
+    # -- rankings of the baselines --------------------------------------------------------------
+    def inb_ranking(self, models: Optional[Sequence[str]] = None) -> List[str]:
+        from .baselines import inb_rank
+        models = self.models if models is None else list(models)
+        return inb_rank({m: self.imagenet_scores[m] for m in models})
+
+    def modelgpt_predictions(self) -> pd.DataFrame:
+        """(M, T) ModelGPT's predicted accuracies, leave-one-target-out."""
+        if not hasattr(self, "_modelgpt"):
+            from .baselines import ModelGPT, features_to_frame, leave_one_dataset_out, modelgpt_features
+            rows, gt = {}, self.ground_truth()
+            for t in self.tasks:
+                caps = dict(zip(t.classnames, self.captions[t.name]))
+                for m in self.models:
+                    vlm = self.hub.models[m]
+                    rows[(m, t.name)] = modelgpt_features(
+                        vlm, list(t.classnames), caps, self.imagenet_scores[m],
+                        templates=tuple(tp.replace("{}", "{c}") for tp in vlm.templates),
+                        random_state=self.random_state)
+            feats = features_to_frame(rows)
+            targets = pd.Series({k: gt.loc[k[0], k[1]] for k in rows})
+            targets.index = feats.index
+            self._modelgpt = leave_one_dataset_out(ModelGPT(self.modelgpt_regressor, random_state=self.random_state),
+                                                   feats, targets)
+        return self._modelgpt
+
+    def modelgpt_ranking(self, task: str, models: Optional[Sequence[str]] = None) -> List[str]:
+        from .baselines import rank_by_score
+        pred = self.modelgpt_predictions()[task]
+        return rank_by_score(pred if models is None else pred.loc[list(models)])
+
+    # -- accuracies -----------------------------------------------------------------------------
+    def _reuse_accuracy(self, task: str, per_class_models: np.ndarray, models: Sequence[str]) -> float:
+        idx = [self.models.index(m) for m in models]
+        pred, _ = ensemble_predict(self.probs[task][idx], per_class_models)
+        return _accuracy(pred, self.y[task])
+
+    def _same_models_everywhere(self, task: str, ranking: Sequence[str], k: int) -> float:
+        chosen = list(ranking[:k])
+        c = len(self.tasks[[t.name for t in self.tasks].index(task)].classnames)
+        return self._reuse_accuracy(task, np.tile(np.arange(len(chosen)), (c, 1)), chosen)
+
+    def mll_accuracy(self, task: str, k: int, *, alpha: Optional[float] = None,
+                     models: Optional[Sequence[str]] = None) -> float:
+        """MLL's accuracy on ``task`` reusing per class its top-``k`` models of ``models`` (default: the
+        whole hub) ranked by the reuse metric with ``alpha``."""
+        models = self.models if models is None else list(models)
+        sel = self.selection[task].restrict(models, self.alpha if alpha is None else alpha)
+        return self._reuse_accuracy(task, top_k_models(sel.scores, k), models)
+
+    def inb_accuracy(self, task: str, k: int, models: Optional[Sequence[str]] = None) -> float:
+        return self._same_models_everywhere(task, self.inb_ranking(models), k)
+
+    def modelgpt_accuracy(self, task: str, k: int) -> float:
+        return self._same_models_everywhere(task, self.modelgpt_ranking(task), k)
+
+    # -- tables ---------------------------------------------------------------------------------
+    def main_table(self, ks: Sequence[int] = (1, 3)) -> pd.DataFrame:
+        """Paper Tables 1-2: rows ``{method} (k={k})`` plus the best and mean single model, columns
+        the targets and their average."""
+        methods: Dict[str, Callable[[str, int], float]] = {
+            "INB": self.inb_accuracy, "ModelGPT": self.modelgpt_accuracy, "MLL": self.mll_accuracy}
+        rows = {}
+        for k in ks:
+            for name, fn in methods.items():
+                rows[f"{name} (k={k})"] = {t.name: fn(t.name, k) for t in self.tasks}
+        gt = self.ground_truth()
+        rows["best single model (oracle)"] = gt.max(axis=0).to_dict()
+        rows["mean single model"] = gt.mean(axis=0).to_dict()
+        table = pd.DataFrame(rows).T[[t.name for t in self.tasks]]
+        table["Avg."] = table.mean(axis=1)
+        return table
+
+    def alpha_ablation(self, alphas: Sequence[float], k: int = 1) -> pd.Series:
+        """Paper Table 3: MLL's average accuracy over the targets for each alpha."""
+        return pd.Series({a: np.mean([self.mll_accuracy(t.name, k, alpha=a) for t in self.tasks]) for a in alphas},
+                         name=f"MLL avg (k={k})").rename_axis("alpha")
+
+    def k_ablation(self, ks: Sequence[int]) -> pd.Series:
+        """Paper Table 4: MLL's average accuracy for each number of reused models k."""
+        return pd.Series({k: np.mean([self.mll_accuracy(t.name, k) for t in self.tasks]) for k in ks},
+                         name="MLL avg").rename_axis("k")
+
+    def hub_growth(self, n_orders: int, *, k: int = 1, random_state: int = 0) -> Dict[str, np.ndarray]:
+        """Paper Fig. 3: the hub grows from 1 model to all along ``n_orders`` random expansion orders.
+        Returns ``{"MLL": (n_orders, M), "INB": (n_orders, M)}``: the average accuracy over the
+        targets with the first s models of each order (column s-1)."""
+        if n_orders < 1:
+            raise ValueError(f"n_orders must be >= 1, got {n_orders}")
+        rng = np.random.default_rng(random_state)
+        out = {"MLL": np.empty((n_orders, len(self.models))), "INB": np.empty((n_orders, len(self.models)))}
+        for o in range(n_orders):
+            order = [self.models[i] for i in rng.permutation(len(self.models))]
+            for s in range(1, len(order) + 1):
+                sub = order[:s]
+                out["MLL"][o, s - 1] = np.mean([self.mll_accuracy(t.name, k, models=sub) for t in self.tasks])
+                out["INB"][o, s - 1] = np.mean([self.inb_accuracy(t.name, k, models=sub) for t in self.tasks])
+        return out
+
+
+def table_to_markdown(table: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A pipe table of ``table`` (index as first column), without the optional ``tabulate`` package."""
+    head = [str(table.index.name or "")] + [str(c) for c in table.columns]
+    fmt = lambda v: format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join([str(i)] + [fmt(v) for v in row]) + " |" for i, row in zip(table.index, table.values)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_hub_growth(curves: Mapping[str, np.ndarray], path: str | os.PathLike, *, title: str = "") -> Path:
+    """Mean +- std over expansion orders of the average target accuracy vs hub size (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, arr in curves.items():
+        arr = np.asarray(arr, dtype=float)
+        x = np.arange(1, arr.shape[1] + 1)
+        mean, std = arr.mean(axis=0), arr.std(axis=0)
+        ax.plot(x, mean, marker="o", label=name)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("number of models in the hub")
+    ax.set_ylabel("average accuracy over targets")
+    ax.set_title(title or f"hub growth ({next(iter(curves.values())).shape[0]} random orders)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# =============================================================================================
+# The two setups: offline (stand-in hub, offline datasets) and full scale (open_clip, 17 targets)
+# =============================================================================================
+def build_offline_benchmark(*, sources: Sequence[str], targets: Sequence[str], models: Optional[Sequence[str]] = None,
+                            images_per_node: int = 10, per_class: int = 15, image_size: Optional[int] = 128,
+                            n_distractors: int = 20, k_nodes: int = DEFAULT_K_NODES, alpha: float = DEFAULT_ALPHA,
+                            text_encoder: str = "minilm", cache_dir=None, random_state: int = 0,
+                            progress: bool = False) -> MLLBenchmark:
+    """The offline benchmark: the ConSE stand-in hub, a graph whose sample images are the *train*
+    splits of the offline ``sources`` (classes mapped to synsets, plus their WordNet ancestors), the
+    *test* splits of ``targets`` as target tasks, INB scored by :func:`graph_zero_shot_accuracy`."""
+    from Label_embedding import get_text_encoder
+    from .graph import offline_sample_source
+    from .labeling import LabelingProtocol
+    from .vlm import create_vlm, list_vlms
+    models = list_vlms("offline") if models is None else list(models)
+    graph = SemanticGraph(f"offline-{'+'.join(sources)}-n{images_per_node}-rs{random_state}",
+                          images_per_node=images_per_node, random_state=random_state)
+    hub = ModelHub(graph, protocol=LabelingProtocol(n_distractors, random_state), label_dir=cache_dir,
+                   cache_dir=cache_dir, progress=progress)
+    hub.add_sources([offline_sample_source(s, "train") for s in sources])
+    size_kw = {} if image_size is None else {"image_size": image_size}
+    for name in _progress(models, progress, "labelling models"):
+        hub.add_model(create_vlm(name, **size_kw))
+    scores = {m: graph_zero_shot_accuracy(hub.models[m], graph, cache_dir=cache_dir) for m in hub.model_names}
+    tasks = [offline_target(t, per_class=per_class, random_state=random_state) for t in targets]
+    return MLLBenchmark(hub, tasks, get_text_encoder(text_encoder), imagenet_scores=scores, k_nodes=k_nodes,
+                        alpha=alpha, cache_dir=cache_dir, random_state=random_state, progress=progress)
+
+
+def build_full_benchmark(*, sample_root, target_root, weights_dir=None, models: Optional[Sequence[str]] = None,
+                         sample_sources: Sequence[str] = ("imagenet", "imagenet_v2", "imagenet_sketch",
+                                                          "imagenet_a", "imagenet_r"),
+                         targets: Optional[Sequence[str]] = None, images_per_node: int = 75,
+                         per_class: Optional[int] = None, n_distractors: int = 20, k_nodes: int = DEFAULT_K_NODES,
+                         alpha: float = DEFAULT_ALPHA, text_encoder: str = "minilm", class_captions=None,
+                         cache_dir=None, random_state: int = 0, progress: bool = False) -> MLLBenchmark:
+    """The paper's benchmark: the 49 open_clip models (local weights), a graph on the five ImageNet
+    sample datasets, the 17 target datasets from local roots, INB scored by the hub table's
+    ImageNet accuracy. ``class_captions``: optional {target: caption JSON path}."""
+    from Label_embedding import get_text_encoder
+    from .graph import create_sample_source
+    from .labeling import LabelingProtocol
+    from .targets import FULL_TARGETS, full_target
+    from .vlm import create_vlm, list_vlms, openclip_hub
+    models = list_vlms("openclip") if models is None else list(models)
+    targets = FULL_TARGETS if targets is None else targets
+    graph = SemanticGraph(f"full-{'+'.join(sample_sources)}-n{images_per_node}-rs{random_state}",
+                          images_per_node=images_per_node, random_state=random_state)
+    hub = ModelHub(graph, protocol=LabelingProtocol(n_distractors, random_state), label_dir=cache_dir,
+                   cache_dir=cache_dir, progress=progress)
+    hub.add_sources([create_sample_source(s, sample_root) for s in sample_sources])
+    for name in _progress(models, progress, "labelling models"):
+        hub.add_model(create_vlm(name, weights_dir=weights_dir))
+    imagenet = {f"{r['name']}@{r['pretrained']}": float(r["ImageNet"]) for r in openclip_hub()}
+    tasks = [full_target(t, root=target_root, per_class=per_class, random_state=random_state) for t in targets]
+    return MLLBenchmark(hub, tasks, get_text_encoder(text_encoder), imagenet_scores=imagenet, k_nodes=k_nodes,
+                        alpha=alpha, cache_dir=cache_dir, class_captions=class_captions,
+                        random_state=random_state, progress=progress)
+
+
+def _progress(items, progress: bool, desc: str):
+    if not progress:
+        return items
+    from tqdm.auto import tqdm
+    return tqdm(items, desc=desc, unit="model")
