@@ -66,7 +66,7 @@ CNN_SPECS = (
 )
 
 # Old DenseNet checkpoints name "norm.1" what the module calls "norm1" (torchvision fixes the same).
-_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 def _fix_densenet_keys(state_dict: dict) -> dict:
