@@ -147,7 +147,8 @@ class CaptionFeatureModel(FeatureModel):
                              f"and mask {tuple(attention_mask.shape)}")
         mask = attention_mask.to(self.device)
         self._captured.clear()
-        self.network(pixel_values=x, decoder_input_ids=input_ids.to(self.device), decoder_attention_mask=mask)
+        self.network(pixel_values=x, decoder_input_ids=input_ids.to(self.device), decoder_attention_mask=mask,
+                     use_cache=False)
         if len(self._captured) != 1:
             raise RuntimeError(f"{self.name}: the feature layer ran {len(self._captured)} times (expected once)")
         hidden = self._captured.pop()                                 # B x T x D
