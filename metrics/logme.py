@@ -92,6 +92,9 @@ def max_log_evidence(features, labels, *, tol: float = 1e-10, max_iter: int = 10
     if lab.ndim == 1 and not classification:
         raise ValueError(f"labels is 1-D with dtype {lab.dtype}: pass integer class ids for classification "
                          "or an (N, T) float array for regression")
+    if lab.ndim == 2 and not np.issubdtype(lab.dtype, np.floating):
+        raise ValueError(f"labels is 2-D with dtype {lab.dtype}: pass a 1-D integer array of class ids for "
+                         "classification, or float (N, T) regression targets")
     if classification:
         enc = check_labels(lab, N)
         target_sq = enc.counts.astype(np.float64)
