@@ -322,9 +322,8 @@ def build_offline_benchmark(*, sources: Sequence[str], targets: Sequence[str], m
     hub = ModelHub(graph, protocol=LabelingProtocol(n_distractors, random_state), label_dir=cache_dir,
                    cache_dir=cache_dir, progress=progress)
     hub.add_sources([offline_sample_source(s, "train") for s in sources])
-    size_kw = {} if image_size is None else {"image_size": image_size}
     for name in _progress(models, progress, "labelling models"):
-        hub.add_model(create_vlm(name, **size_kw))
+        hub.add_model(create_vlm(name, image_size=image_size, cache_dir=cache_dir))
     scores = {m: graph_zero_shot_accuracy(hub.models[m], graph, cache_dir=cache_dir) for m in hub.model_names}
     tasks = [offline_target(t, per_class=per_class, random_state=random_state) for t in targets]
     return MLLBenchmark(hub, tasks, get_text_encoder(text_encoder), imagenet_scores=scores, k_nodes=k_nodes,

