@@ -5,7 +5,7 @@ import pytest
 
 import metrics
 from metrics._linalg import project_simplex
-from _metrics_helpers import make_task
+from test_metrics_support import make_task
 
 
 def zscore(A):

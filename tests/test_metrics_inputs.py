@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import metrics
-from _metrics_helpers import make_task
+from test_metrics_support import make_task
 
 NAMES = metrics.list_metrics()
 

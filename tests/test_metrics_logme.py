@@ -3,7 +3,7 @@ import pytest
 import scipy.optimize
 
 import metrics
-from _metrics_helpers import load_benchmark_module, make_task
+from test_metrics_support import load_benchmark_module, make_task
 
 
 def direct_evidence(X, y, log_alpha, log_beta):

@@ -3,7 +3,7 @@ import pytest
 
 import metrics
 from metrics.registry import CANONICAL_INPUTS, register_metric
-from _metrics_helpers import make_task
+from test_metrics_support import make_task
 
 EXPECTED = {"emms", "emms_onestep", "logme", "logme_flabel", "transrate_flabel", "leep", "nleep", "transrate",
             "sfda", "parc", "nce", "hscore", "hscore_reg"}

@@ -1,4 +1,4 @@
-"""Shared fixtures/helpers for the metrics tests (synthetic data with known structure)."""
+"""Shared helpers for the metrics tests (synthetic data with known structure; no tests here)."""
 from __future__ import annotations
 
 import importlib.util
