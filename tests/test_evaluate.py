@@ -160,7 +160,6 @@ def test_label_metric_without_encoders_is_rejected(tmp_path):
         evaluate(tmp_path, tmp_path / "r", datasets=["x"], models=["a", "b"], metrics=["emms"], progress=False)
 
 
-@pytest.mark.slow
 def test_every_registered_metric_runs_through_the_runner(tmp_path):
     root = tmp_path / "cache"
     write_synthetic_caches(root, datasets={"tiny": (90, 3)}, models={m: 12 for m in QUALITY}, quality=QUALITY,
