@@ -21,6 +21,7 @@ __all__ = [
     "prepare_inputs",
     "build_optimizer",
     "warmup_cosine_lambda",
+    "check_input_size",
     "train_model",
     "predict",
     "accuracy_percent",
@@ -146,13 +147,36 @@ def warmup_cosine_lambda(total_steps: int, warmup_steps: int) -> Callable[[int],
     return f
 
 
+def _num_batches(n: int, batch_size: int) -> int:
+    """Batches per epoch: ``ceil(n / batch_size)``, minus a trailing batch of one sample (batch norm
+    cannot normalise a single sample) when there is more than one batch."""
+    k = -(-n // batch_size)
+    return k - 1 if k > 1 and n % batch_size == 1 else k
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> List[torch.Tensor]:
-    """Shuffled index batches of one epoch; a trailing batch of one sample is dropped (batch norm)."""
+    """Shuffled index batches of one epoch (see :func:`_num_batches`)."""
     order = torch.randperm(n, generator=generator)
-    out = [order[s:s + batch_size] for s in range(0, n, batch_size)]
-    if len(out) > 1 and len(out[-1]) == 1:
-        out.pop()
-    return out
+    return [order[s * batch_size:(s + 1) * batch_size] for s in range(_num_batches(n, batch_size))]
+
+
+@torch.no_grad()
+def check_input_size(model: nn.Module, x: torch.Tensor, num_classes: int, *, name: str = "model") -> None:
+    """Run ``model`` in eval mode on the first two rows of ``x`` (N, C, H, W) and check it returns
+    (2, num_classes) logits; a ``ValueError`` names the model and the input size otherwise (e.g. a
+    network whose pooling cannot shrink an input that small)."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(x[:2])
+    except RuntimeError as err:
+        raise ValueError(f"{name} does not accept {tuple(x.shape[1:])} inputs ({err}); "
+                         "raise the resolution or keep the native size (resolution=None)") from None
+    finally:
+        model.train(was_training)
+    if tuple(out.shape) != (min(2, x.shape[0]), num_classes):
+        raise ValueError(f"{name} returned logits of shape {tuple(out.shape)} for {tuple(x[:2].shape)} "
+                         f"inputs, expected ({min(2, x.shape[0])}, {num_classes})")
 
 
 def _freeze_norm_stats(model: nn.Module) -> None:
@@ -184,8 +208,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     opt = build_optimizer(model, optimizer, lr, weight_decay)
-    steps_per_epoch = len(_batches(x.shape[0], batch_size, torch.Generator().manual_seed(0)))
-    total = steps_per_epoch * epochs
+    total = _num_batches(x.shape[0], batch_size) * epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(total, int(warmup_fraction * total)))
     model.train()
     if freeze_bn_stats:

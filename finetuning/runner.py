@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .config import FinetuneConfig
-from .engine import accuracy_percent, prepare_inputs, train_model
+from .engine import accuracy_percent, check_input_size, prepare_inputs, train_model
 from .results import ResultsStore
 from .splits import stratified_subsets
 from .table import build_table
@@ -113,6 +113,7 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
                                             desc=f"{where}: {name}", progress=progress)
                        for name, ds, idx in (("train", train_ds, tr_idx), ("val", train_ds, va_idx),
                                              ("test", test_ds, te_idx))}
+            check_input_size(model, tensors["train"][0], num_classes, name=model_name)
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = tensors["train"], tensors["val"], tensors["test"]
         losses = train_model(model, x_tr, y_tr, lr=lr, epochs=config.epochs, batch_size=config.batch_size,
                              optimizer=config.optimizer, weight_decay=config.weight_decay,

@@ -251,3 +251,26 @@ def test_build_table_rejects_mislabelled_record():
     rec = {"model": "a", "dataset": "d", "test_acc": 50.0, "num_classes": 2, "seconds": 1.0}
     with pytest.raises(ValueError, match="is for"):
         build_table({("b", "d"): rec}, cfg)
+
+
+@pytest.mark.parametrize("n, bs, sizes", [(33, 16, [16, 16]), (34, 16, [16, 16, 2]), (32, 16, [16, 16]),
+                                          (1, 16, [1]), (17, 16, [16])])
+def test_batches_cover_samples_and_drop_a_single_trailing_one(n, bs, sizes):
+    from finetuning.engine import _batches
+    batches = _batches(n, bs, torch.Generator().manual_seed(0))
+    assert [len(b) for b in batches] == sizes
+    assert len(torch.cat(batches).unique()) == sum(sizes)
+
+
+def test_check_input_size_names_the_model_and_size():
+    from finetuning.engine import check_input_size
+
+    class NeedsBig(nn.Module):
+        def forward(self, x):
+            return nn.functional.max_pool2d(x, 8).flatten(1)[:, :3]
+
+    check_input_size(TinyNet(3, 4), torch.zeros(4, 3, 8, 8), 3)
+    with pytest.raises(ValueError, match=r"toy does not accept \(3, 4, 4\) inputs"):
+        check_input_size(NeedsBig(), torch.zeros(4, 3, 4, 4), 3, name="toy")
+    with pytest.raises(ValueError, match="expected \\(2, 5\\)"):
+        check_input_size(TinyNet(3, 4), torch.zeros(4, 3, 8, 8), 5, name="toy")
