@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -93,8 +93,6 @@ def extract_to_cache(model_names: Sequence[str], dataset_names: Sequence[str], *
     custom data); by default datasets come from :func:`prepare_dataset` and models from
     :func:`models.create_model`.
     """
-    import time
-
     if not model_names or not dataset_names:
         raise ValueError("give at least one model and one dataset")
     if model_factory is None:

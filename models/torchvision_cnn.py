@@ -78,10 +78,11 @@ def _fix_densenet_keys(state_dict: dict) -> dict:
 
 
 def _build_network(spec: CNNSpec, weights_dir: Path | None, pretrained: bool) -> nn.Module:
+    path = require_weights(weights_dir, spec.filename, model=spec.name,
+                           what=f"the torchvision ImageNet-1k weights {spec.filename} ({spec.weights.url})") \
+        if pretrained else None
     net = getattr(tvm, spec.name)(weights=None, **spec.kwargs)
-    if pretrained:
-        path = require_weights(weights_dir, spec.filename, model=spec.name,
-                               what=f"the torchvision ImageNet-1k weights {spec.filename} ({spec.weights.url})")
+    if path is not None:
         state = _fix_densenet_keys(torch.load(path, map_location="cpu", weights_only=True))
         net.load_state_dict(state, strict=True)
     if spec.drop_aux:

