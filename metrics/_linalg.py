@@ -129,15 +129,19 @@ def logdet_identity_plus_gram(Z: np.ndarray, scale: float) -> float:
     """``log det(I + scale * Z^T Z)`` computed on the smaller Gram side.
 
     Sylvester's determinant identity ``det(I_D + a Z^T Z) = det(I_n + a Z Z^T)`` for ``Z`` (n, D):
-    the Gram matrix is formed as ``min(n, D) x min(n, D)`` and the log-determinant is read off its
-    Cholesky factor (the matrix is symmetric positive definite for ``scale > 0``).
+    the Gram matrix is formed as ``min(n, D) x min(n, D)``. The log-determinant comes from an LU
+    factorisation (``numpy.linalg.slogdet``): the matrix is symmetric positive definite, so the sign
+    is +1 (checked). LU rather than Cholesky because OpenBLAS's threaded ``potrf`` is pathologically
+    slow on small matrices when the cores are oversubscribed (measured: 0.6 s vs 0.07 s at 200 x 200).
     """
     n, d = Z.shape
     gram = Z @ Z.T if n < d else Z.T @ Z
     M = scale * gram
     M[np.diag_indices_from(M)] += 1.0
-    L = scipy.linalg.cholesky(M, lower=True, overwrite_a=True, check_finite=False)
-    return 2.0 * float(np.sum(np.log(np.diag(L))))
+    sign, logdet = np.linalg.slogdet(M)
+    if sign <= 0:
+        raise ValueError("I + a Z^T Z is not positive definite (non-finite or overflowing features?)")
+    return float(logdet)
 
 
 def gram_eigh(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:

@@ -49,9 +49,11 @@ def logme_flabel(features, label_embeddings) -> float:
     return logme(X, Y.reshape(N, E * K))
 
 
-def _logdet_chol(M: np.ndarray) -> float:
-    L = scipy.linalg.cholesky(M, lower=True, check_finite=False)
-    return 2.0 * float(np.sum(np.log(np.diag(L))))
+def _logdet_spd(M: np.ndarray) -> float:
+    sign, logdet = np.linalg.slogdet(M)
+    if sign <= 0:
+        raise ValueError("coding-rate matrix is not positive definite")
+    return float(logdet)
 
 
 @register_metric("transrate_flabel", requires=("features", "label_embeddings"))
@@ -75,7 +77,7 @@ def transrate_flabel(features, label_embeddings, *, eps: float = 1e-4) -> float:
             Cy = a * (Yk.T @ Yk)
             Cy[np.diag_indices_from(Cy)] += 1.0
             W = scipy.linalg.solve_triangular(L, a * (Xs.T @ Yk), lower=True, check_finite=False)
-            terms.append(0.5 * (_logdet_chol(Cy) - _logdet_chol(Cy - W.T @ W)))
+            terms.append(0.5 * (_logdet_spd(Cy) - _logdet_spd(Cy - W.T @ W)))
     else:
         rx = logdet_identity_plus_gram(Xs, a)
         for k in range(K):
