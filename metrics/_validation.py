@@ -12,7 +12,7 @@ what they accept:
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -224,7 +224,3 @@ def _scalar(v, what: str) -> float:
         raise ValueError(f"{what} is not finite: {f}")
     return f
 
-
-def check_one_of(value, name: str, options: Sequence) -> None:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
