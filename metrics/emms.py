@@ -21,11 +21,10 @@ Reduction used here. Eliminating w, ``min_w f(w, t) = t^T G t`` with the K x K G
 ``Q_kl = <P_X Y_k, P_X Y_l> = B_k^T (X^T X)^+ B_l`` where ``B = X^T Y`` (D, E K). The t-step is
 solved *exactly* on this partially minimised objective: ``t* = argmin_{simplex} t^T G t``, a convex
 K-dimensional QP solved exactly by :func:`metrics._linalg.simplex_qp` (active-set enumeration). With
-an exact t-step the alternation reaches its fixed point after one t-step; the loop below performs
-the w-step / t-step sweeps and stops when the objective changes by less than ``tol`` (relative), so
-the second sweep certifies the fixed point. The result is the exact optimum of the
-simplex-constrained problem (the tests compare it with a brute-force grid and check the projected
-gradient residual).
+this exact t-step the alternation reaches its fixed point after one sweep: the next sweep (w fixed at
+``w(t*)``, t-step ``argmin_{simplex} ||X w - Y t||^2``) returns the same objective, which is checked
+(to ``tol``) as a certificate. The result is the exact optimum of the simplex-constrained problem
+(the tests compare it with a brute-force grid and check the projected-gradient residual).
 
 The published code's t-step is different: an *unconstrained* least-squares fit of ``vec(X w)`` on
 the K columns ``vec(Y_k)`` followed by a Euclidean projection onto the simplex (sparsemax). That
@@ -81,11 +80,12 @@ def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
     label_embeddings : (N, E, K) array, or a list of K (N, E) arrays
         Per-sample label embeddings from K foundation models.
     max_iter : int
-        Maximum number of w-step / t-step sweeps. ``max_iter=1`` reproduces the published one-step
-        procedure (see the module docstring); ``> 1`` runs the alternation with the exact t-step to
-        convergence (the exact optimum).
+        ``1`` reproduces the published one-sweep procedure (see the module docstring). Any value
+        ``> 1`` runs the alternation with the exact t-step, which converges in one sweep (plus the
+        certifying sweep), i.e. the exact optimum; larger values change nothing.
     tol : float
-        Stop when the objective changes by at most ``tol * objective`` between sweeps.
+        Relative tolerance of the fixed-point certificate (the objective after a further sweep may
+        not be lower by more than ``tol * objective``).
     ridge : float or None
         None: ordinary least squares; ``ValueError`` if the fit is exact (rank(X) >= N - 1).
         ``lam > 0``: ridge w-step with penalty ``lam * N * ||w||^2``.
@@ -114,15 +114,16 @@ def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
         rss = float(t1 @ H @ t1 - 2.0 * t1 @ Q @ t0 + t0 @ Q_fit @ t0)
         t = t1
     else:
-        t, rss = t0, float(t0 @ G @ t0)
-        for _ in range(max_iter):
-            # w-step: w = argmin ||X w - Y t||^2 (+ ridge), implicit in G; t-step: exact over the simplex
-            t_new = simplex_qp(G)
-            rss_new = float(t_new @ G @ t_new)
-            converged = abs(rss - rss_new) <= tol * max(abs(rss_new), np.finfo(float).tiny)
-            t, rss = t_new, rss_new
-            if converged:
-                break
+        # t-step with w eliminated: t* = argmin_{simplex} min_w f(w, t) = argmin t^T G t (exact), then the
+        # w-step w* = w(t*). One more sweep of the alternation -- the t-step with w fixed at w*,
+        # argmin_{simplex} ||X w* - Y t||^2 = argmin t^T H t - 2 t^T Q t* -- must leave the objective
+        # unchanged (fixed point); it is checked to ``tol`` as a certificate.
+        t = simplex_qp(G)
+        rss = float(t @ G @ t)
+        t_next = simplex_qp(H, -(Q @ t))
+        rss_next = float(t_next @ G @ t_next)
+        if rss_next < rss - tol * max(rss, float(np.trace(H)) * 1e-12):
+            raise RuntimeError(f"EMMS alternation is not at a fixed point: {rss_next!r} < {rss!r}")
     score = -max(rss, 0.0) / (N * E)
     return (score, t) if return_weights else score
 
