@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .graph import SemanticGraph, offline_dataset_info
-from .labeling import ModelHub
+from .labeling import ModelHub, graph_image_embeddings
 from .reuse import ensemble_predict, softmax, top_k_models
 from .selection import (DEFAULT_ALPHA, DEFAULT_K_NODES, SelectionResult, embed_captions,
                         generate_class_descriptions, select_models)
@@ -91,8 +91,7 @@ def graph_zero_shot_accuracy(vlm: VLM, graph: SemanticGraph, *, cache_dir=None) 
     for j, w in enumerate(nodes):
         refs.extend(graph.images_of(w))
         y.extend([j] * len(graph.images_of(w)))
-    digest = hashlib.sha1(json.dumps([[r.source, r.index] for r in refs]).encode()).hexdigest()[:12]
-    emb = cached_image_embeddings(vlm, f"graph-{graph.name}/classes-{digest}", lambda: graph.load_images(refs), cache_dir)
+    emb = graph_image_embeddings(vlm, graph, refs, cache_dir)
     cls = vlm.class_embeddings([vlm.prompts_for(n) for n in graph.names(nodes)])
     return float(np.mean(np.argmax(emb @ cls.T, axis=1) == np.asarray(y)))
 
@@ -164,6 +163,29 @@ class MLLBenchmark:
         """(M, T) zero-shot accuracy of every model on every target."""
         return pd.DataFrame({t: [_accuracy(p.argmax(axis=1), self.y[t]) for p in self.probs[t]]
                              for t in self.probs}, index=pd.Index(self.models, name="model"))
+
+    def per_class_accuracy(self, task: str) -> np.ndarray:
+        """(C, M) recall of every model on every class of ``task`` (the quantity Eq. 6 predicts)."""
+        y, probs = self.y[task], self.probs[task]
+        pred = probs.argmax(axis=2)                                            # (M, N)
+        return np.stack([[np.mean(pred[m, y == c] == c) if np.any(y == c) else np.nan
+                          for m in range(len(self.models))] for c in range(probs.shape[2])])
+
+    def selection_quality(self) -> pd.DataFrame:
+        """Diagnostics of Eq. 6 per task: Spearman correlation between MLL's predicted per-class
+        performance and the measured per-class recall across (class, model) pairs, and the mean over
+        classes of the within-class Spearman correlation across models (NaN when constant)."""
+        from scipy.stats import spearmanr
+        rows = {}
+        for t in self.tasks:
+            pred, true = self.selection[t.name].predicted, self.per_class_accuracy(t.name)
+            ok = ~np.isnan(true)
+            overall = spearmanr(pred[ok], true[ok]).statistic if ok.sum() > 2 else np.nan
+            within = [spearmanr(pred[c], true[c]).statistic for c in range(pred.shape[0])
+                      if np.ptp(pred[c]) > 0 and np.nanmax(true[c]) > np.nanmin(true[c])]
+            rows[t.name] = {"spearman (all pairs)": overall,
+                            "spearman within class (mean)": float(np.mean(within)) if within else np.nan}
+        return pd.DataFrame(rows).T
 
     # -- rankings of the baselines --------------------------------------------------------------
     def inb_ranking(self, models: Optional[Sequence[str]] = None) -> List[str]:

@@ -24,7 +24,6 @@ Labels are cached per (graph name, protocol, model) as JSON ``{wnid: a_m(v)}`` u
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -33,13 +32,13 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from data.cache import atomic_save_json
+from data.cache import atomic_save_json, atomic_save_npy
 
-from .graph import SampleSource, SemanticGraph
-from .vlm import VLM, cached_image_embeddings
+from .graph import ImageRef, SampleSource, SemanticGraph
+from .vlm import VLM, image_features_batched
 from .wordnet import WordNet
 
-__all__ = ["LabelingProtocol", "node_candidates", "label_nodes", "ModelHub"]
+__all__ = ["LabelingProtocol", "node_candidates", "label_nodes", "graph_image_embeddings", "ModelHub"]
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,43 @@ def node_candidates(wordnet: WordNet, wnid: str, protocol: LabelingProtocol) -> 
     return out
 
 
-def _refs_key(graph: SemanticGraph, refs) -> str:
-    digest = hashlib.sha1(json.dumps([[r.source, r.index] for r in refs]).encode()).hexdigest()[:16]
-    return f"graph-{graph.name}/{digest}"
+def graph_image_embeddings(vlm: VLM, graph: SemanticGraph, refs: Sequence[ImageRef],
+                           cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False) -> np.ndarray:
+    """(len(refs), E) embeddings of graph sample images, with an incremental on-disk cache.
+
+    The first image stage (:meth:`mll.vlm.VLM.image_features`, shared by every VLM with the same
+    ``image_feature_key``) of every graph image ever encoded is kept in
+    ``{cache_dir}/mll/image_features/graph-{graph}/{feature key}.npy`` (rows) and ``.refs.json``
+    (the ImageRef of each row); only images not stored yet are encoded, then both files are
+    rewritten atomically (rows first, so a kill between the two writes leaves a usable cache)."""
+    refs = list(refs)
+    if not refs:
+        raise ValueError("no images requested")
+    if cache_dir is None:
+        return vlm.embed_image_features(image_features_batched(vlm, graph.load_images(refs), progress=progress))
+    base = Path(cache_dir) / "mll" / "image_features" / f"graph-{graph.name}"
+    feat_path, refs_path = base / f"{vlm.image_feature_key}.npy", base / f"{vlm.image_feature_key}.refs.json"
+    stored: List[ImageRef] = []
+    feats = None
+    if feat_path.is_file() and refs_path.is_file():
+        with open(refs_path) as fh:
+            stored = [ImageRef(s, int(i)) for s, i in json.load(fh)]
+        feats = np.load(feat_path, allow_pickle=False)
+        if feats.shape[0] < len(stored):           # inconsistent pair: start afresh
+            stored, feats = [], None
+        else:
+            feats = feats[:len(stored)]
+    index = {r: i for i, r in enumerate(stored)}
+    missing = list(dict.fromkeys(r for r in refs if r not in index))
+    if missing:
+        new = image_features_batched(vlm, graph.load_images(missing), progress=progress,
+                                     desc=f"{vlm.image_feature_key} on graph {graph.name}")
+        feats = new if feats is None else np.concatenate([feats, new], axis=0)
+        stored += missing
+        index.update({r: len(stored) - len(missing) + i for i, r in enumerate(missing)})
+        atomic_save_npy(feat_path, feats)
+        atomic_save_json(refs_path, [[r.source, r.index] for r in stored])
+    return vlm.embed_image_features(feats[[index[r] for r in refs]])
 
 
 def label_nodes(vlm: VLM, graph: SemanticGraph, wnids: Sequence[str], protocol: LabelingProtocol = LabelingProtocol(),
@@ -84,8 +117,8 @@ def label_nodes(vlm: VLM, graph: SemanticGraph, wnids: Sequence[str], protocol: 
     """Eq. 3 for each node of ``wnids``: (len(wnids),) float64 zero-shot accuracies a_m(v).
 
     The sample images of all requested nodes are encoded once (first image stage cached under
-    ``cache_dir``, see :func:`mll.vlm.cached_image_embeddings`); the candidate concepts' prompts are
-    embedded once."""
+    ``cache_dir``, see :func:`graph_image_embeddings`); the candidate concepts' prompts are embedded
+    once."""
     wnids = list(wnids)
     if not wnids:
         return np.zeros(0)
@@ -93,8 +126,7 @@ def label_nodes(vlm: VLM, graph: SemanticGraph, wnids: Sequence[str], protocol: 
     if not refs:
         raise ValueError("the nodes to label have no sample images")
     row = {r: i for i, r in enumerate(refs)}
-    emb = cached_image_embeddings(vlm, _refs_key(graph, refs), lambda: graph.load_images(refs), cache_dir,
-                                  progress=progress)
+    emb = graph_image_embeddings(vlm, graph, refs, cache_dir, progress=progress)
     cands = {w: node_candidates(graph.wordnet, w, protocol) for w in wnids}
     concepts = sorted({u for c in cands.values() for u in c})
     col = {u: j for j, u in enumerate(concepts)}

@@ -50,7 +50,8 @@ from data.cache import atomic_save_npy
 __all__ = [
     "VLM", "ConSEVLM", "OpenCLIPVLM", "ConSEConfig", "CONSE_CONFIGS", "OFFLINE_BACKBONES",
     "VLM_REGISTRY", "register_vlm", "create_vlm", "list_vlms", "vlm_group", "openclip_hub",
-    "openclip_weights_path", "imagenet_label_texts", "cached_image_embeddings", "l2_normalise",
+    "openclip_weights_path", "imagenet_label_texts", "cached_image_embeddings", "image_features_batched",
+    "l2_normalise",
     "DEFAULT_TEMPLATES",
 ]
 
@@ -193,6 +194,17 @@ def create_vlm(name: str, **kwargs) -> VLM:
 # =============================================================================================
 # Cache of the first image stage
 # =============================================================================================
+def image_features_batched(vlm: VLM, images: Sequence, *, desc: str = "", progress: bool = False) -> np.ndarray:
+    """``vlm.image_features`` over ``images`` in batches of ``vlm.batch_size`` -> (N, F) float32."""
+    images = list(images)
+    starts = range(0, len(images), vlm.batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc=desc or vlm.image_feature_key, unit="batch", leave=False)
+    return np.concatenate([np.asarray(vlm.image_features(images[s:s + vlm.batch_size]), dtype=np.float32)
+                           for s in starts], axis=0)
+
+
 def cached_image_embeddings(vlm: VLM, image_set_key: str, load_images: Callable[[], Sequence],
                             cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False) -> np.ndarray:
     """(N, E) embeddings of an image set, with the first image stage cached on disk.
@@ -210,11 +222,7 @@ def cached_image_embeddings(vlm: VLM, image_set_key: str, load_images: Callable[
     images = list(load_images())
     if not images:
         raise ValueError(f"image set {image_set_key!r} is empty")
-    starts = range(0, len(images), vlm.batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc=f"{vlm.image_feature_key} on {image_set_key}", unit="batch", leave=False)
-    feats = np.concatenate([vlm.image_features(images[s:s + vlm.batch_size]) for s in starts], axis=0)
+    feats = image_features_batched(vlm, images, desc=f"{vlm.image_feature_key} on {image_set_key}", progress=progress)
     if path is not None:
         atomic_save_npy(path, feats.astype(np.float32))
     return vlm.embed_image_features(feats)

@@ -150,3 +150,8 @@ def test_image_stage_cache_is_shared(wn, tmp_path):
     assert a.images_encoded == 3                                       # second call read the cache
     files = list((tmp_path / "mll" / "image_features").rglob("*.npy"))
     assert len(files) == 1 and files[0].name == "A.npy"
+    # the cache grows image by image: a new node encodes only its own images
+    g.add_sources([FakeSource("s2", {TABBY: 2})], include_ancestors=False)
+    label_nodes(a, g, [DOG, TABBY], cache_dir=tmp_path)
+    assert a.images_encoded == 5
+    assert np.load(files[0]).shape[0] == 5
