@@ -31,7 +31,7 @@ from .graph import SemanticGraph, offline_dataset_info
 from .labeling import ModelHub, graph_image_embeddings
 from .reuse import ensemble_predict, softmax, top_k_models
 from .selection import (DEFAULT_ALPHA, DEFAULT_K_NODES, SelectionResult, embed_captions,
-                        generate_class_descriptions, select_models)
+                        generate_class_descriptions, load_class_captions, select_models)
 from .vlm import VLM, cached_image_embeddings
 
 __all__ = ["TargetTask", "offline_target", "model_probabilities", "graph_zero_shot_accuracy",
@@ -131,7 +131,6 @@ class MLLBenchmark:
         self.captions: Dict[str, List[List[str]]] = {}
         for t in self.tasks:
             if class_captions is not None and t.name in class_captions:
-                from .selection import load_class_captions
                 self.captions[t.name] = load_class_captions(class_captions[t.name], t.classnames)
             else:
                 self.captions[t.name] = generate_class_descriptions(t.classnames, t.domain, t.task, wn)
@@ -226,8 +225,8 @@ class MLLBenchmark:
 
     def _same_models_everywhere(self, task: str, ranking: Sequence[str], k: int) -> float:
         chosen = list(ranking[:k])
-        c = len(self.tasks[[t.name for t in self.tasks].index(task)].classnames)
-        return self._reuse_accuracy(task, np.tile(np.arange(len(chosen)), (c, 1)), chosen)
+        n_classes = self.probs[task].shape[2]
+        return self._reuse_accuracy(task, np.tile(np.arange(len(chosen)), (n_classes, 1)), chosen)
 
     def mll_accuracy(self, task: str, k: int, *, alpha: Optional[float] = None,
                      models: Optional[Sequence[str]] = None) -> float:

@@ -15,7 +15,7 @@ With k = 1 the ensemble of class c is its single best model and ``conf_c(x) = p_
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 
