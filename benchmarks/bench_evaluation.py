@@ -81,7 +81,7 @@ def main() -> None:
     truth = load_ground_truth(GROUP)
 
     work = Path(tempfile.mkdtemp(prefix="bench_eval_", dir=args.workdir))
-    results, timed, sizes = [], {}, {}
+    results, timed, cpu, sizes = [], {}, {}, {}
     try:
         for dataset in args.datasets:
             n, c = min(max(TRAIN_SIZE[dataset], args.min_n), args.max_n), len(data.get_classnames(dataset))
@@ -91,11 +91,12 @@ def main() -> None:
             write_synthetic_caches(work / "cache", datasets={dataset: (n, c)},
                                    models={m: FEATURE_DIM[m] for m in args.models}, quality=quality,
                                    encoders={e: EMBED_DIM for e in ENCODERS}, source_classes=SOURCE_CLASSES)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             r = evaluate_dataset(CacheLayout(work / "cache"), dataset, args.models, fns,
                                  cache=ScoreCache(work / "results", dataset), encoders=ENCODERS,
                                  ground_truth={m: truth[dataset][m] for m in args.models})
             timed[dataset] = time.perf_counter() - start
+            cpu[dataset] = time.process_time() - cpu_start
             results.append(r)
             per_metric = {k: sum(v.values()) for k, v in r.seconds.items()}
             print(f"[{dataset}] evaluated in {timed[dataset]:.1f} s; slowest metric: "
@@ -112,11 +113,12 @@ def main() -> None:
     print("\nper-metric wall time over all datasets (seconds, share of the metric total):")
     print(pd.DataFrame({"seconds": per_metric, "share": per_metric / per_metric.sum()}).to_string(
         float_format=lambda v: f"{v:.3f}"))
-    print(f"\nend to end: {total / 60:.2f} min for {len(args.models)} models x {len(args.datasets)} datasets x "
-          f"{len(names)} metrics ({total - per_metric.sum():.1f} s outside metric calls)")
+    print(f"\nend to end: {total / 60:.2f} min wall, {sum(cpu.values()) / 60:.2f} min CPU (all threads) for "
+          f"{len(args.models)} models x {len(args.datasets)} datasets x {len(names)} metrics "
+          f"({total - per_metric.sum():.1f} s outside metric calls)")
     if args.out is not None:
         args.out.write_text(json.dumps({"models": args.models, "datasets": sizes, "metrics": names,
-                                        "seconds_per_dataset": timed, "seconds_per_metric": per_metric.to_dict(),
+                                        "seconds_per_dataset": timed, "cpu_seconds_per_dataset": cpu, "seconds_per_metric": per_metric.to_dict(),
                                         "total_minutes": total / 60}, indent=2))
 
 

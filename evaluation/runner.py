@@ -151,7 +151,7 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
                      cache: ScoreCache, encoders: Sequence[str] = (), label_source: str = "class_names",
                      stack_method: str = "project", random_state: int = 0,
                      ground_truth: Optional[Mapping[str, float]] = None, progress: bool = True,
-                     log: Callable[[str], None] = print) -> DatasetResult:
+                     log: Callable[[str], None] = tqdm.write) -> DatasetResult:
     """Score every model of ``dataset`` with every metric in ``fns`` (name -> callable).
 
     Scores already in ``cache`` with unchanged inputs are reused; the rest are computed, timed and
@@ -161,6 +161,8 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
         raise ValueError(f"dataset {dataset!r}: models must be a non-empty list without repeats, got {list(models)}")
     inputs = DatasetInputs(layout, dataset, encoders=encoders, label_source=label_source,
                            stack_method=stack_method, random_state=random_state)
+    if ground_truth is not None and any(m not in ground_truth for m in models):
+        raise ValueError(f"dataset {dataset!r}: no ground truth for model(s) {[m for m in models if m not in ground_truth]}")
     skipped = _preflight(inputs, models, fns, log)
     result = DatasetResult(dataset=dataset, models=list(models), metrics=list(fns),
                            scores={m: {} for m in fns}, seconds={m: {} for m in fns}, skipped=skipped,
@@ -187,8 +189,9 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
             except (TypeError, ValueError):
                 raise TypeError(f"metric {name!r} returned {type(value).__name__} for {dataset}/{model}; "
                                 "expected a float") from None
-            entry = ScoreEntry(model=model, metric=name, encoders=tuple(inputs.encoders) if "label_embeddings" in fn.requires else (),
-                               score=score, seconds=elapsed, fingerprint=fingerprint)
+            used_encoders = tuple(inputs.encoders) if "label_embeddings" in fn.requires else ()
+            entry = ScoreEntry(model=model, metric=name, encoders=used_encoders, score=score, seconds=elapsed,
+                               fingerprint=fingerprint)
             cache.put(key, entry)
             result.computed += 1
         else:
@@ -205,7 +208,7 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
              encoders: Sequence[str] = (), task: str = "classification",
              ground_truth: Optional[Mapping[str, Mapping[str, float]]] = None, group: Optional[str] = None,
              stack_method: str = "project", random_state: int = 0, progress: bool = True,
-             log: Callable[[str], None] = print) -> EvaluationResult:
+             log: Callable[[str], None] = tqdm.write) -> EvaluationResult:
     """Score ``models`` x ``metrics`` on every dataset; resumable through ``results_dir/scores/``.
 
     Parameters
@@ -220,6 +223,8 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
     ground_truth : ``{dataset: {model: value}}`` or None to rank without ground truth.
     group : name of the ground-truth group, recorded in the result.
     stack_method, random_state : how label embeddings of different widths are stacked.
+    progress : show tqdm bars.
+    log : receives the notes (skipped pairs, non-finite scores); default ``tqdm.write`` (stdout).
     """
     spec = get_task(task)
     if not datasets:
