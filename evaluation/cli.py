@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
+from data.cache import CacheMissingError
 from data.ground_truth import list_groups, load_ground_truth, register_ground_truth_file
 
 from .report import print_report, write_report
@@ -69,10 +70,13 @@ def main(defaults: ScriptDefaults, description: str, argv: Optional[Sequence[str
         raise SystemExit("without ground truth, --models and --datasets must be given")
     datasets = list(args.datasets) if args.datasets is not None else list(truth)
     results_dir = Path(str(args.results_dir).format(group=group if truth is not None else "no_ground_truth"))
-    result = evaluate(args.cache_dir, results_dir, datasets=datasets, models=args.models, metrics=args.metrics,
-                      encoders=tuple(args.encoders), task=defaults.task, ground_truth=truth,
-                      group=group if truth is not None else None, stack_method=args.stack_method,
-                      random_state=args.random_state, progress=not args.quiet)
+    try:
+        result = evaluate(args.cache_dir, results_dir, datasets=datasets, models=args.models, metrics=args.metrics,
+                          encoders=tuple(args.encoders), task=defaults.task, ground_truth=truth,
+                          group=group if truth is not None else None, stack_method=args.stack_method,
+                          random_state=args.random_state, progress=not args.quiet)
+    except CacheMissingError as exc:  # a user-facing condition: the message names every missing file
+        raise SystemExit(f"error: {exc}") from None
     written = save_results(result, results_dir)
     if not args.no_plots:
         written.update(write_report(result, results_dir / "plots"))

@@ -111,6 +111,9 @@ def test_missing_cache_is_named_before_any_work(cls_cache, tmp_path):
     assert str(layout.features("beta", "good")) in str(info.value)
     assert str(layout.label_embedding("beta", "enc_b")) in str(info.value)
     assert not (results / "scores" / "beta.json").exists()
+    # the script turns it into a clean exit naming the files
+    with pytest.raises(SystemExit, match="features/beta/good.npy"):
+        main(evaluate_metric_cls.DEFAULTS, "test", _cls_argv(root, truth, results, "--datasets", "beta"))
 
 
 def test_without_ground_truth_ranks_and_compares_metrics(cls_cache, tmp_path, capsys):
