@@ -3,7 +3,7 @@ accuracies (the ground truth).
 
 Every function takes two dicts ``{model name: value}`` -- ``scores`` (the metric) and ``gt`` (ground
 truth, e.g. fine-tuned top-1 accuracy) -- matched by name. Models present in only one of them, a
-non-finite value or fewer than two models raise ``ValueError`` naming the problem. Vectors are built
+non-finite value or fewer than two models (one suffices for rel@k and regret) raise ``ValueError`` naming the problem. Vectors are built
 in the order of ``scores``; only :func:`weighted_pearson` with ``published=True`` depends on it.
 
 * ``kendall_tau``      -- ``scipy.stats.kendalltau`` (tau-b).
@@ -78,8 +78,9 @@ def _order_by_score(s: np.ndarray) -> np.ndarray:
 
 
 def rel_at_k(scores: dict, gt: dict, k: int) -> float:
-    """Best ground truth among the ``k`` highest-scored models divided by the best ground truth."""
-    _, s, g = check_same_keys(scores, gt)
+    """Best ground truth among the ``k`` highest-scored models divided by the best ground truth
+    (defined for a single model)."""
+    _, s, g = check_same_keys(scores, gt, min_models=1)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= s.shape[0]:
         raise ValueError(f"k must be an integer in [1, {s.shape[0]}] (the number of models), got {k!r}")
     if g.max() <= 0:
@@ -88,8 +89,9 @@ def rel_at_k(scores: dict, gt: dict, k: int) -> float:
 
 
 def top1_regret(scores: dict, gt: dict) -> float:
-    """Best ground truth minus the ground truth of the model ranked first by the scores (>= 0)."""
-    _, s, g = check_same_keys(scores, gt)
+    """Best ground truth minus the ground truth of the model ranked first by the scores (>= 0;
+    defined for a single model)."""
+    _, s, g = check_same_keys(scores, gt, min_models=1)
     return float(g.max() - g[_order_by_score(s)[0]])
 
 

@@ -67,6 +67,7 @@ def test_mismatched_models_are_named():
         ranking.pearson(dict(SCORES, z=1.0), GT)
     with pytest.raises(ValueError, match="at least 2"):
         ranking.kendall_tau({"a": 1.0}, {"a": 2.0})
+    assert ranking.rel_at_k({"a": 1.0}, {"a": 2.0}, 1) == 1.0 and ranking.top1_regret({"a": 1.0}, {"a": 2.0}) == 0.0
     with pytest.raises(ValueError, match="not finite"):
         ranking.weighted_tau(dict(SCORES, a=float("nan")), GT)
     with pytest.raises(ValueError, match="k must be"):
