@@ -19,8 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 
-MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_s",
-          "ocr_det", "ocr_rec", "ocr_cls")
+MODELS = None                        # None: the ground truth's models (else the whole offline zoo)
 DATASETS = ("fashion_mnist", "mnist", "digits", "textures")
 GROUND_TRUTH = "offline_zoo"         # data/ground_truth/offline_zoo.json (finetune.py)
 METRICS = None                       # None: every registered metric (metrics.list_metrics())
@@ -36,7 +35,8 @@ RESULTS_DIR = ROOT / "results" / "default"
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--models", nargs="+", default=MODELS,
+                   help="default: the models of the ground-truth table (without it: models.list_models('offline'))")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--ground-truth", default=GROUND_TRUTH,
                    help="ground-truth group to judge against; 'none' ranks without it")
@@ -71,8 +71,13 @@ def main(argv=None) -> int:
             raise SystemExit(f"ground truth {args.ground_truth!r} has no table for {missing}; "
                              f"it covers {sorted(table)} (or pass --ground-truth none)")
         truth = {d: table[d] for d in args.datasets}
+    model_names = args.models
+    if model_names is None:
+        import models
+        model_names = ([m for m in truth[args.datasets[0]] if all(m in truth[d] for d in args.datasets)] if truth is not None
+                       else models.list_models("offline"))
     t0 = time.perf_counter()
-    result = score_models(args.models, args.datasets, cache_dir=args.cache_dir, results_dir=args.results_dir,
+    result = score_models(model_names, args.datasets, cache_dir=args.cache_dir, results_dir=args.results_dir,
                           encoders=args.encoders, metrics=args.metrics, ground_truth=truth,
                           group=None if truth is None else args.ground_truth, split=args.split,
                           n_per_class=args.n_per_class, batch_size=args.batch_size,
