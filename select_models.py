@@ -81,7 +81,10 @@ def main(argv=None) -> int:
     if args.primary not in args.metrics:
         p.error(f"--primary {args.primary!r} is not among --metrics {args.metrics}")
     for name in args.models:
-        model_registry.model_info(name)  # unknown names fail here, before any work
+        try:
+            model_registry.model_info(name)  # unknown names fail here, before any work
+        except ValueError as exc:
+            p.error(str(exc))
 
     import numpy as np
     from torch.utils.data import Subset
