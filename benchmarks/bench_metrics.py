@@ -3,11 +3,25 @@ of the published kind (written below, clearly labelled REFERENCE).
 
 Measured in one run, on synthetic class-structured data of realistic size:
 
-1. LogME (classification): vectorised ``metrics.logme`` vs the published per-class loop
-   (``LogME._fit_fixed_point``: truncated SVD, then one GEMV + <= 11 fixed-point steps per class).
-2. LogME on label embeddings (E*K regression targets): ``metrics.logme_flabel`` vs the same loop.
-3. Converged EMMS vs LogME on the same label embeddings (the paper reports EMMS ~5x faster).
+Two published LogME loops serve as references:
+
+* ORIGINAL -- thuml/LogME ``LogME.py`` ``each_evidence`` (the version copied into the EMMS code and
+  many others): full SVD of the D x D Gram matrix, then per target up to 11 fixed-point steps, each
+  with a sample-space residual (an N x D mat-vec); :func:`reference_logme_original`.
+* FIXED-POINT -- the later LogME ``_fit_fixed_point``: truncated SVD, then one GEMV and <= 11 scalar
+  fixed-point steps per target (residual from the singular values); :func:`reference_logme_per_class`.
+
+Measured in one run, on synthetic class-structured data of realistic size:
+
+1. LogME (classification): vectorised ``metrics.logme`` vs both per-class loops.
+2. LogME on label embeddings (E*K regression targets): ``metrics.logme_flabel`` vs both loops.
+3. Converged EMMS (``emms_ols``, the paper's OLS w-step, and ``emms`` = ``ridge="auto"``) vs LogME on
+   the same label embeddings (the paper reports EMMS ~5x faster than LogME).
 4. TransRate: log-determinants on the smaller Gram side vs the naive D x D side for every class.
+
+A reference loop that would take too long at full size is timed on its first M targets
+(``--ref-targets``, ``--orig-targets``); its shared set-up (Gram matrix + SVD) is timed once and only
+the per-target part is scaled linearly to all targets (no score difference is shown then).
 
 Prints a table (method, sizes, seconds, ratio, max abs diff). Usage::
 
@@ -34,9 +48,57 @@ SEED = 0
 
 
 # ---------------------------------------------------------------- REFERENCE implementations
+def reference_logme_original(f: np.ndarray, y: np.ndarray, regression: bool = False,
+                             max_targets: int | None = None) -> tuple[float, int, float]:
+    """REFERENCE (original published LogME): thuml/LogME ``LogME.py`` ``each_evidence``, as copied
+    into the EMMS code.
+
+    Set-up: ``v, s, vh = svd(F^T F)`` (full SVD of the D x D Gram matrix). Per target ``y_c``
+    (``range(y.max() + 1)`` one-hot classes, or the columns of a regression target):
+    ``tmp = vh @ (F^T y_c)``; from ``alpha = beta = 1`` at most 11 steps of
+    ``m = v @ (tmp * beta / (alpha + beta * s))``, ``gamma = sum s / (s + alpha/beta)``,
+    ``alpha = gamma / (||m||^2 + 1e-5)``, ``beta = (N - gamma) / (||y_c - F m||^2 + 1e-5)`` (the
+    residual in sample space: an N x D mat-vec every step), stopped when the relative change of
+    ``alpha / beta`` is below 0.01; then the evidence with the last step's ``||m||^2`` and residual.
+    Only the first ``max_targets`` targets are evaluated if given. Returns (mean evidence / N,
+    number of targets evaluated, wall seconds of the shared set-up before the target loop).
+    """
+    start = time.perf_counter()
+    F = f.astype(np.float64)
+    N, D = F.shape
+    v, s, vh = np.linalg.svd(F.T @ F, full_matrices=True)
+    setup_seconds = time.perf_counter() - start
+    n_targets = y.shape[1] if regression else int(y.max() + 1)
+    if max_targets is not None:
+        n_targets = min(n_targets, max_targets)
+    eps = 1e-5
+    evidences = []
+    for i in range(n_targets):
+        y_ = y[:, i].astype(np.float64) if regression else (y == i).astype(np.float64)
+        alpha, beta = 1.0, 1.0
+        lam = alpha / beta
+        tmp = vh @ (F.T @ y_)
+        for _ in range(11):
+            gamma = (s / (s + lam)).sum()
+            m = v @ (tmp * beta / (alpha + beta * s))
+            m2 = float(m @ m)
+            alpha = gamma / (m2 + eps)
+            res2 = float(((y_ - F @ m) ** 2).sum())
+            beta = (N - gamma) / (res2 + eps)
+            new_lam = alpha / beta
+            if abs(new_lam - lam) / lam < 0.01:
+                break
+            lam = new_lam
+        evidence = (D / 2.0 * np.log(alpha) + N / 2.0 * np.log(beta)
+                    - 0.5 * np.sum(np.log(alpha + beta * s)) - beta / 2.0 * (res2 + eps)
+                    - alpha / 2.0 * (m2 + eps) - N / 2.0 * np.log(2 * np.pi))
+        evidences.append(evidence / N)
+    return float(np.mean(evidences)), n_targets, setup_seconds
+
+
 def reference_logme_per_class(f: np.ndarray, y: np.ndarray, regression: bool = False,
                               max_targets: int | None = None) -> tuple[float, int, float]:
-    """REFERENCE (published kind): LogME ``_fit_fixed_point`` of the LogME / EMMS repositories.
+    """REFERENCE (later published LogME): ``_fit_fixed_point`` of the LogME v2 / EMMS repositories.
 
     Truncated SVD via the D x D Gram matrix when N > D (full SVD of X otherwise), then a Python loop
     over targets (``range(y.max() + 1)`` classes, or the columns of a regression target), each with
@@ -122,40 +184,71 @@ def row(method, sizes, wall, cpu, ratio="1", diff=""):
     return dict(method=method, sizes=sizes, seconds=wall, cpu=cpu, ratio=ratio, diff=diff)
 
 
-def run(n: int, d: int, c: int, e: int, k: int, ref_targets: int | None) -> list[dict]:
+def timed_reference(reference, X, y, regression: bool, max_targets: int | None):
+    """Time a REFERENCE loop, scaled to all targets if it ran on a subset.
+
+    Returns (score or None if subset, wall s, CPU s, note). After the shared set-up the per-target
+    loop is linear in the number of targets, so only ``total - setup`` is scaled.
+    """
+    total = y.shape[1] if regression else int(y.max() + 1)
+    (score, n_done, setup), wall, cpu = timed(reference, X, y, regression, max_targets)
+    if n_done == total:
+        return score, wall, cpu, ""
+    scale = (setup + (wall - setup) * total / n_done) / wall
+    return None, wall * scale, cpu * scale, f" [loop timed on {n_done} of {total} targets, scaled]"
+
+
+def _diff(ours: float, ref: float | None) -> str:
+    return "" if ref is None else f"{abs(ours - ref):.1e}"
+
+
+ORIGINAL = "LogME original loop (REFERENCE: thuml LogME.py each_evidence, EMMS-code copy)"
+FIXED_POINT = "LogME fixed-point loop (REFERENCE: LogME v2 _fit_fixed_point)"
+
+
+def run(n: int, d: int, c: int, e: int, k: int, ref_targets: int | None, orig_targets: int | None) -> list[dict]:
     X, y, Y = make_data(n, d, c, e, k)
     size = f"N={n} D={d} C={c}"
     esize = f"N={n} D={d} E={e} K={k}"
     rows = []
 
-    (ref, _, _), t_ref, c_ref = timed(reference_logme_per_class, X, y)
+    # 1. LogME, classification
+    orig, t_orig, c_orig, note_orig = timed_reference(reference_logme_original, X, y, False, None)
+    ref, t_ref, c_ref, note_ref = timed_reference(reference_logme_per_class, X, y, False, None)
     ours, t_ours, c_ours = timed(metrics.logme, X, y)
-    rows += [row("LogME per-class loop (REFERENCE)", size, t_ref, c_ref),
-             row("LogME vectorised (metrics.logme)", size, t_ours, c_ours, f"{t_ref / t_ours:.1f}x faster",
-                 f"{abs(ours - ref):.1e}")]
+    rows += [row(ORIGINAL + note_orig, size, t_orig, c_orig),
+             row(FIXED_POINT + note_ref, size, t_ref, c_ref),
+             row("LogME vectorised (metrics.logme)", size, t_ours, c_ours,
+                 f"{t_orig / t_ours:.1f}x vs original, {t_ref / t_ours:.1f}x vs fixed-point",
+                 f"orig {_diff(ours, orig)}, f-p {_diff(ours, ref)}")]
 
-    (ref_fl, n_done, setup), t_ref_fl, c_ref_fl = timed(reference_logme_per_class, X, Y.reshape(n, e * k), True,
-                                                        ref_targets)
-    note, diff_fl = "", ""
-    if n_done < e * k:  # after the shared SVD the per-target loop is linear in the number of targets
-        scale = (setup + (t_ref_fl - setup) * (e * k) / n_done) / t_ref_fl
-        note = f" [loop timed on {n_done} of {e * k} targets, scaled]"
-    else:
-        scale = 1.0
+    # 2. LogME on the E*K label-embedding columns
+    Yflat = Y.reshape(n, e * k)
+    orig_fl, t_orig_fl, c_orig_fl, note_orig_fl = timed_reference(reference_logme_original, X, Yflat, True,
+                                                                  orig_targets)
+    ref_fl, t_ref_fl, c_ref_fl, note_fl = timed_reference(reference_logme_per_class, X, Yflat, True, ref_targets)
     ours_fl, t_fl, c_fl = timed(metrics.logme_flabel, X, Y)
-    if n_done == e * k:
-        diff_fl = f"{abs(ours_fl - ref_fl):.1e}"
-    t_ref_fl, c_ref_fl = t_ref_fl * scale, c_ref_fl * scale
-    rows += [row("LogME F-label per-target loop (REFERENCE)" + note, esize, t_ref_fl, c_ref_fl),
+    rows += [row(ORIGINAL.replace("loop", "F-label loop") + note_orig_fl, esize, t_orig_fl, c_orig_fl),
+             row(FIXED_POINT.replace("loop", "F-label loop") + note_fl, esize, t_ref_fl, c_ref_fl),
              row("LogME F-label vectorised (metrics.logme_flabel)", esize, t_fl, c_fl,
-                 f"{t_ref_fl / t_fl:.1f}x faster", diff_fl)]
+                 f"{t_orig_fl / t_fl:.1f}x vs original, {t_ref_fl / t_fl:.1f}x vs fixed-point",
+                 ", ".join(x for x in (f"orig {_diff(ours_fl, orig_fl)}" if orig_fl is not None else "",
+                                       f"f-p {_diff(ours_fl, ref_fl)}" if ref_fl is not None else "") if x))]
 
-    _, t_emms, c_emms = timed(metrics.emms, X, Y)
+    # 3. converged EMMS (paper OLS and evidence-chosen ridge) vs LogME on the same label embeddings
+    def vs_logme(t):
+        return (f"{t_fl / t:.1f}x vs vectorised LogME F-label, {t_orig_fl / t:.1f}x vs original loop, "
+                f"{t_ref_fl / t:.1f}x vs fixed-point loop")
+
+    _, t_ols, c_ols = timed(metrics.emms_ols, X, Y)
+    (_, _, lam), t_auto, c_auto = timed(metrics.emms, X, Y, ridge="auto", return_weights=True)
     _, t_one, c_one = timed(metrics.emms, X, Y, max_iter=1)
-    rows += [row("EMMS converged (metrics.emms)", esize, t_emms, c_emms,
-                 f"{t_fl / t_emms:.1f}x vs vectorised LogME F-label, {t_ref_fl / t_emms:.1f}x vs loop"),
-             row("EMMS one-step (max_iter=1)", esize, t_one, c_one, f"{t_fl / t_one:.1f}x vs vectorised LogME F-label")]
+    rows += [row("EMMS converged, OLS (emms_ols)", esize, t_ols, c_ols, vs_logme(t_ols)),
+             row(f"EMMS converged, ridge='auto' (emms; chosen ridge {lam:.3g})", esize, t_auto, c_auto,
+                 f"{t_auto / t_ols:.2f}x the time of emms_ols; " + vs_logme(t_auto)),
+             row("EMMS one-step (emms_onestep)", esize, t_one, c_one, f"{t_fl / t_one:.1f}x vs vectorised LogME F-label")]
 
+    # 4. TransRate
     tr_ref, t_tr_ref, c_tr_ref = timed(reference_transrate_naive, X, y)
     tr, t_tr, c_tr = timed(metrics.transrate, X, y)
     rows += [row("TransRate D x D side (REFERENCE)", size, t_tr_ref, c_tr_ref),
@@ -184,10 +277,12 @@ def main() -> None:
     parser.add_argument("--e", type=int, default=EMBED_DIM)
     parser.add_argument("--k", type=int, default=N_EMBEDDINGS)
     parser.add_argument("--ref-targets", type=int, default=None,
-                        help="time the reference F-label loop on this many targets and scale linearly")
+                        help="time the fixed-point reference F-label loop on this many targets and scale linearly")
+    parser.add_argument("--orig-targets", type=int, default=None,
+                        help="time the original reference F-label loop on this many targets and scale linearly")
     args = parser.parse_args()
     sizes = QUICK if args.quick else dict(n=args.n, d=args.d, c=args.c, e=args.e, k=args.k)
-    print_table(run(**sizes, ref_targets=args.ref_targets))
+    print_table(run(**sizes, ref_targets=args.ref_targets, orig_targets=args.orig_targets))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,16 @@ Scripts pick metrics by name through the registry::
     fn = metrics.get_metric("emms")
     score = fn(**{k: inputs[k] for k in fn.requires})
 
+EMMS has three registry names: ``emms`` is ``emms(..., ridge="auto")`` (ridge chosen by Bayesian
+evidence maximisation, defined for every N and D, so the default scripts work when D >= N);
+``emms_ols`` is the paper's unregularised converged EMMS (``ValueError`` when rank(X) >= N - 1, where
+it is 0 for every model); ``emms_onestep`` is the published one-sweep value.
+
 Rank measures (how a metric is judged against fine-tuning ground truth) live in
 :mod:`metrics.ranking`. See ``docs/metrics.md``.
 """
 from .registry import CANONICAL_INPUTS, METRICS, get_metric, list_metrics, register_metric
-from .emms import emms, emms_onestep
+from .emms import emms, emms_auto, emms_ols, emms_onestep
 from .logme import logme, max_log_evidence
 from .leep import leep
 from .nce import nce, nce_from_probs
@@ -27,7 +32,7 @@ from . import ranking
 
 __all__ = [
     "CANONICAL_INPUTS", "METRICS", "get_metric", "list_metrics", "register_metric",
-    "emms", "emms_onestep", "logme", "max_log_evidence", "leep", "nce", "nce_from_probs",
+    "emms", "emms_auto", "emms_ols", "emms_onestep", "logme", "max_log_evidence", "leep", "nce", "nce_from_probs",
     "transrate", "coding_rate", "hscore", "hscore_regularized", "sfda", "parc", "nleep",
     "logme_flabel", "transrate_flabel", "ranking",
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "simplex_qp",
     "logdet_identity_plus_gram",
     "gram_eigh",
+    "psd_eigh",
 ]
 
 #: the EMMS code z-scores with population std and adds this to the denominator
@@ -157,7 +158,17 @@ def gram_eigh(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
         gram, side = X.T @ X, "primal"
     else:
         gram, side = X @ X.T, "dual"
-    sigma, vecs = scipy.linalg.eigh(gram, driver="evd", overwrite_a=True, check_finite=False)
-    tiny = max(float(sigma.max()), 0.0) * gram.shape[0] * np.finfo(np.float64).eps
-    sigma = np.where(sigma > tiny, sigma, 0.0)
+    sigma, vecs = psd_eigh(gram, overwrite=True)
     return sigma, vecs, side
+
+
+def psd_eigh(M: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Eigendecomposition ``M = V diag(sigma) V^T`` of a symmetric PSD matrix ``M`` (n, n).
+
+    Returns ``(sigma (n,) ascending, V (n, n))``. Eigenvalues below ``max(sigma) * n * eps`` (rounding
+    of a rank-deficient Gram matrix, including its negative ones) are set to exactly 0. ``M`` is
+    overwritten only if ``overwrite``.
+    """
+    sigma, vecs = scipy.linalg.eigh(M, driver="evd", overwrite_a=overwrite, check_finite=False)
+    tiny = max(float(sigma.max()), 0.0) * M.shape[0] * np.finfo(np.float64).eps
+    return np.where(sigma > tiny, sigma, 0.0), vecs

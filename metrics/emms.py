@@ -47,30 +47,62 @@ detected from the numerical rank and raises ``ValueError`` unless a ridge is req
 the penalised objective ``min_w ||X w - Y t||^2 + lam N ||w||^2 = t^T (H - B^T (X^T X + lam N I)^-1 B) t``
 over ``N E``.
 
+Evidence-chosen ridge, ``ridge="auto"`` (what the registry name ``emms`` uses). The ridge is not a
+free constant but the one chosen by Bayesian evidence maximisation in LogME's model: every z-scored
+label-embedding column ``y_j`` (j = 1..T, T = E K) is ``X m_j + noise`` with ``m_j ~ N(0, alpha^-1 I_D)``
+and noise ``N(0, beta^-1)``, whose posterior mean is the ridge solution with penalty
+``(alpha / beta) ||m||^2``. ONE pair (alpha, beta) per call maximises the pooled log evidence
+``sum_j log p(y_j | alpha, beta)`` of all T columns. Pooling keeps the ridge independent of the
+simplex weights t, so the t-step remains the exact convex QP above (a per-column or per-``Y t``
+ridge would make the penalised objective non-quadratic in t). With ``sigma_i`` the eigenvalues of
+``X^T X`` (D x D, one eigendecomposition; never an N x N matrix), ``V`` its eigenvectors and
+``x2_i = sum_j (v_i^T X^T y_j)^2 / sigma_i`` (one GEMM ``V^T B``), the pooled evidence at
+``(T alpha, T beta)`` is ``T`` times the single-target evidence of the squared projections ``x2``
+plus a constant, so its maximiser ``alpha / beta`` is found by LogME's vectorised MacKay fixed point
+(:func:`metrics.logme.maximise_evidence`, shared code) on one pooled target. The observations live
+in the ``n = N - 1``-dimensional complement of the all-ones vector (centring = a flat-prior intercept
+integrated out), so the evidence uses ``n = N - 1`` observations; with ``n = N`` the evidence would be
+unbounded whenever ``rank(X) = N - 1`` (noise precision -> inf along the all-ones direction, where
+every centred observation is exactly 0). The chosen ``alpha / beta`` is expressed in the ridge
+convention above, ``ridge = (alpha / beta) / N``, and the score is then computed exactly as for that
+fixed ridge. Boundary maxima: ``alpha -> inf`` (features explain nothing) gives ``ridge = inf``,
+``w = 0`` and the score ``-min_t t^T H t / (N E)``; ``beta -> inf`` (possible only when
+``rank(X) = N - 1``: exact interpolation is the most probable model) gives ``ridge = 0`` and the
+exact-fit score 0. For N >> D the chosen ridge is tiny and the score is close to the OLS one.
+
 Other departures from the published code: the caller's arrays are not z-scored in place; float64
 throughout; K = 1 is plain regression (t = 1).
 
 Cost: ``X^T X`` (N D^2), ``X^T Y`` (N D E K), a pivoted Cholesky of the D x D Gram matrix (D^3/3)
-and one triangular solve (D^2 E K); no eigendecomposition, no N x N matrix.
+and one triangular solve (D^2 E K); no N x N matrix. ``ridge="auto"`` adds one D x D
+eigendecomposition and one GEMM ``V^T B`` (D^2 E K) for the evidence, then the fixed-ridge Cholesky
+route (D^3/3 + 2 D^2 E K).
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
 
-from ._linalg import project_simplex, simplex_qp, zscore_columns
+from ._linalg import project_simplex, psd_eigh, simplex_qp, zscore_columns
 from ._validation import check_features, check_label_embeddings, check_positive
+from .logme import maximise_evidence
 from .registry import register_metric
 
-__all__ = ["emms", "emms_onestep"]
+__all__ = ["emms", "emms_auto", "emms_ols", "emms_onestep"]
 
 #: relative pivot tolerance of the pivoted Cholesky factorisation (numerical rank of X^T X)
 RANK_RTOL = 1e-10
 
+#: ``ridge`` value selecting the evidence-maximising ridge
+RIDGE_AUTO = "auto"
 
-@register_metric("emms", requires=("features", "label_embeddings"))
+#: convergence of the evidence fixed point for ``ridge="auto"`` (relative change of alpha / beta)
+EVIDENCE_TOL = 1e-10
+EVIDENCE_MAX_ITER = 10_000
+
+
 def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
-         ridge: float | None = None, return_weights: bool = False):
+         ridge: float | str | None = None, return_weights: bool = False):
     """EMMS transferability score (higher is better).
 
     Parameters
@@ -86,25 +118,33 @@ def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
     tol : float
         Relative tolerance of the fixed-point certificate (the objective after a further sweep may
         not be lower by more than ``tol * objective``).
-    ridge : float or None
-        None: ordinary least squares; ``ValueError`` if the fit is exact (rank(X) >= N - 1).
-        ``lam > 0``: ridge w-step with penalty ``lam * N * ||w||^2``.
+    ridge : None, float or "auto"
+        None (default, the paper): ordinary least squares; ``ValueError`` if the fit is exact
+        (rank(X) >= N - 1). ``lam > 0``: ridge w-step with penalty ``lam * N * ||w||^2``.
+        ``"auto"``: ``lam`` chosen by maximising the pooled Bayesian evidence of all E K label-embedding
+        columns (module docstring); defined for any N, D (registry name ``emms``).
     return_weights : bool
-        Also return the simplex weights ``t`` (K,).
+        Also return the simplex weights ``t`` (K,) -- and, with ``ridge="auto"``, the chosen ridge
+        ``lam`` (float in ``[0, inf]``, same convention as a fixed ``ridge``).
 
     Returns
     -------
-    float, or (float, ndarray (K,)) with ``return_weights=True``.
+    float; with ``return_weights=True`` ``(float, ndarray (K,))``, or ``(float, ndarray (K,), float)``
+    when ``ridge="auto"``.
     """
     X = check_features(features)
     Y = check_label_embeddings(label_embeddings, X.shape[0])
     max_iter = check_positive(max_iter, "max_iter", integer=True)
     tol = check_positive(tol, "tol")
-    ridge = check_positive(ridge, "ridge", allow_none=True)
+    auto = isinstance(ridge, str)
+    if auto and ridge != RIDGE_AUTO:
+        raise ValueError(f"ridge must be None, a positive number or {RIDGE_AUTO!r}, got {ridge!r}")
+    if not auto:
+        ridge = check_positive(ridge, "ridge", allow_none=True)
     N, _, K = Y.shape
     E = Y.shape[1]
 
-    H, Q, Q_fit = _gram_terms(zscore_columns(X), zscore_columns(Y), ridge)
+    H, Q, Q_fit, ridge = _gram_terms(zscore_columns(X), zscore_columns(Y), ridge)
     G = H - Q
     t0 = np.full(K, 1.0 / K)
     if max_iter == 1:
@@ -125,7 +165,26 @@ def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
         if rss_next < rss - tol * max(rss, float(np.trace(H)) * 1e-12):
             raise RuntimeError(f"EMMS alternation is not at a fixed point: {rss_next!r} < {rss!r}")
     score = -max(rss, 0.0) / (N * E)
-    return (score, t) if return_weights else score
+    if not return_weights:
+        return score
+    return (score, t, ridge) if auto else (score, t)
+
+
+@register_metric("emms", requires=("features", "label_embeddings"))
+def emms_auto(features, label_embeddings) -> float:
+    """Registry ``emms``: converged EMMS with the evidence-chosen ridge, ``emms(..., ridge="auto")``.
+
+    Defined for every N, D with one rule for all models of a dataset, so scores stay comparable
+    whether D < N or D >= N; for N >> D it is close to :func:`emms_ols`.
+    """
+    return emms(features, label_embeddings, ridge=RIDGE_AUTO)
+
+
+@register_metric("emms_ols", requires=("features", "label_embeddings"))
+def emms_ols(features, label_embeddings) -> float:
+    """Registry ``emms_ols``: the paper's unregularised converged EMMS, ``emms(...)`` (``ValueError``
+    when rank(X) >= N - 1, where it is identically 0)."""
+    return emms(features, label_embeddings)
 
 
 @register_metric("emms_onestep", requires=("features", "label_embeddings"))
@@ -134,11 +193,14 @@ def emms_onestep(features, label_embeddings) -> float:
     return emms(features, label_embeddings, max_iter=1)
 
 
-def _gram_terms(Xs: np.ndarray, Ys: np.ndarray, ridge: float | None):
-    """K x K matrices ``H = <Y_k, Y_l>``, ``Q = Y_k^T S Y_l`` and ``Q_fit = Y_k^T S^2 Y_l``.
+def _gram_terms(Xs: np.ndarray, Ys: np.ndarray, ridge: float | str | None):
+    """K x K matrices ``H = <Y_k, Y_l>``, ``Q = Y_k^T S Y_l``, ``Q_fit = Y_k^T S^2 Y_l``, and the ridge.
 
     ``S = X (X^T X + lam I)^+ X^T`` is the hat matrix of the w-step (``lam = ridge * N`` or 0), so
     ``min_w ||X w - Y t||^2 (+ lam ||w||^2) = t^T (H - Q) t`` and ``||X w(t0)||^2 = t0^T Q_fit t0``.
+    ``ridge="auto"`` is first resolved by :func:`_evidence_ridge` (returned as the 4th element; the
+    given ``ridge`` otherwise); its limits ``inf`` (S = 0) and ``0`` with rank(X) = N - 1 (S Y = Y,
+    exact fit) are returned directly.
     """
     N, E, K = Ys.shape
     Yv = Ys.reshape(N * E, K)                 # column k = vec(Y_k)
@@ -146,6 +208,13 @@ def _gram_terms(Xs: np.ndarray, Ys: np.ndarray, ridge: float | None):
     A = Xs.T @ Xs                             # (D, D)
     B = Xs.T @ Ys.reshape(N, E * K)           # (D, E K), column e*K + k = X^T Y_k[:, e]
     D = A.shape[0]
+    if ridge == RIDGE_AUTO:
+        ridge = _evidence_ridge(A, B, float(np.trace(H)), N)
+        if ridge == np.inf:
+            zero = np.zeros_like(H)
+            return H, zero, zero, ridge
+        if ridge == 0.0:
+            return H, H, H, ridge
     if ridge is None:
         # pivoted Cholesky  P^T A P = L L^T  with numerical rank r; B lies in range(A), so
         # B^T A^+ B = C^T C  with  C = L_11^-1 (P^T B)[:r]
@@ -159,7 +228,7 @@ def _gram_terms(Xs: np.ndarray, Ys: np.ndarray, ridge: float | None):
         C = scipy.linalg.solve_triangular(np.tril(L[:rank, :rank]), B[piv[:rank] - 1], lower=True,
                                           check_finite=False)
         Q = _block_gram(C, E, K)
-        return H, Q, Q
+        return H, Q, Q, ridge
     lam = ridge * N
     A[np.diag_indices_from(A)] += lam
     L = scipy.linalg.cholesky(A, lower=True, overwrite_a=True, check_finite=False)
@@ -167,7 +236,33 @@ def _gram_terms(Xs: np.ndarray, Ys: np.ndarray, ridge: float | None):
     Q = _block_gram(C, E, K)
     # S^2 = S - lam X M^2 X^T with M = (X^T X + lam I)^-1:  Y^T X M^2 X^T Y = ||L^-T C||^2 blockwise
     M_B = scipy.linalg.solve_triangular(L, C, lower=True, trans="T", check_finite=False)
-    return H, Q, Q - lam * _block_gram(M_B, E, K)
+    return H, Q, Q - lam * _block_gram(M_B, E, K), ridge
+
+
+def _evidence_ridge(A: np.ndarray, B: np.ndarray, y_sq: float, N: int) -> float:
+    """Ridge (penalty ``ridge * N * ||w||^2``) maximising the pooled evidence of the label columns.
+
+    ``A = X^T X`` (D, D) and ``B = X^T Y`` (D, T) of the z-scored data, ``y_sq = ||Y||_F^2``. One
+    eigendecomposition ``A = V diag(sigma) V^T`` (``A`` is not modified), pooled squared projections
+    ``x2_i = sum_j (V^T B)_ij^2 / sigma_i`` over the positive eigenvalues, energy outside the column
+    space ``y_sq - sum_i x2_i`` (exactly 0 when rank(X) = N - 1, the whole centred space), and
+    LogME's fixed point on this single pooled target with ``N - 1`` observations. Returns
+    ``(alpha / beta) / N`` in ``[0, inf]``.
+    """
+    n_obs = N - 1                      # centred columns: the complement of the all-ones vector
+    sigma, V = psd_eigh(A)
+    positive = sigma > 0
+    rank = int(positive.sum())
+    if rank == 0:                      # constant features: nothing to fit, the null model
+        return np.inf
+    sigma = sigma[positive]
+    Z = V[:, positive].T @ B           # (r, T): v_i^T X^T y_j = sqrt(sigma_i) u_i^T y_j
+    x2 = np.einsum("ij,ij->i", Z, Z) / sigma
+    spans = rank >= n_obs
+    outside = 0.0 if spans else max(y_sq - float(x2.sum()), 0.0)
+    _, t = maximise_evidence(sigma, x2[:, None], np.array([outside]), n_obs, tol=EVIDENCE_TOL,
+                             max_iter=EVIDENCE_MAX_ITER, full_rank_dual=spans)
+    return float(t[0]) / N
 
 
 def _block_gram(C: np.ndarray, E: int, K: int) -> np.ndarray:

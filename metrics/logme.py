@@ -121,16 +121,24 @@ def max_log_evidence(features, labels, *, tol: float = 1e-10, max_iter: int = 10
         target_sq = x2.sum(axis=0)
     outside = np.maximum(target_sq - x2.sum(axis=0), 0.0)  # ||y||^2 outside the span of the u_i
     full_rank_dual = side == "dual" and bool(np.all(sigma > 0))
-    return _fixed_point_evidence(sigma, x2, outside, N, tol=tol, max_iter=max_iter,
-                                 full_rank_dual=full_rank_dual)
+    evidence, _ = maximise_evidence(sigma, x2, outside, N, tol=tol, max_iter=max_iter,
+                                    full_rank_dual=full_rank_dual)
+    return evidence
 
 
-def _fixed_point_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N: int, *,
-                          tol: float, max_iter: int, full_rank_dual: bool) -> np.ndarray:
-    """Maximise the evidence of all T targets at once; return max evidence / N, shape (T,).
+def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N: int, *,
+                      tol: float, max_iter: int, full_rank_dual: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Maximise the evidence of all T targets at once; return ``(max evidence / N, t)``, both (T,).
+
+    ``t = alpha / beta`` is the maximiser, in ``[0, inf]``: ``inf`` when the supremum is the null-model
+    limit ``alpha -> inf``, ``0`` when it is the exact-fit limit ``beta -> inf`` (see below). Shared
+    with :func:`metrics.emms` (evidence-chosen ridge, ``ridge="auto"``).
 
     sigma (k,) eigenvalues, x2 (k, T) squared projections, outside (T,) energy of y outside the
-    eigenbasis. Only ``t = alpha / beta`` is iterated: one fixed-point step is
+    eigenbasis, N the number of observations (the dimension of the space y lives in).
+    ``full_rank_dual``: the eigenvectors of the k (all positive) ``sigma`` span that whole space, so
+    the exact-fit limit ``t -> 0`` is a finite candidate.
+    Only ``t = alpha / beta`` is iterated: one fixed-point step is
     ``t <- gamma ||y - X m||^2 / ((N - gamma) ||m||^2)``; targets stop individually when the
     relative change of t is below ``tol`` or t leaves ``[T_LO * min sigma, T_HI * max sigma]``
     (the evidence is then increasing towards a boundary of the (alpha, beta) domain).
@@ -177,10 +185,13 @@ def _fixed_point_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray
     if full_rank_dual:                                                                # t -> 0
         candidates.append(-0.5 * np.log(sigma).sum() + 0.5 * N * np.log(N / (x2 / s).sum(axis=0))
                           - 0.5 * N - 0.5 * N * log_2pi)
-    evidence = np.max(candidates, axis=0)
+    candidates = np.array(candidates)
+    best = np.argmax(candidates, axis=0)
+    evidence = candidates[best, np.arange(T)]
     if not np.all(np.isfinite(evidence)):
         raise ValueError("LogME evidence is not finite (degenerate features or targets)")
-    return evidence / N
+    t_opt = np.choose(best, [t, np.full(T, np.inf), np.zeros(T)][:len(candidates)])
+    return evidence / N, t_opt
 
 
 def _profile_evidence(t: np.ndarray, sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray,
