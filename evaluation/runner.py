@@ -180,6 +180,13 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
             start = time.perf_counter()
             try:
                 value = fn(**kwargs)
+            except metrics_lib.DegenerateInputError as exc:
+                # valid input on which this metric is undefined (e.g. unregularised EMMS with D >= N):
+                # record the pair as skipped, with the reason, and go on with the others
+                reason = str(exc).split(". ")[0]
+                result.skipped.setdefault(name, {})[model] = reason
+                log(f"note: {dataset}: skipping metric {name!r} for model {model!r}: {reason}")
+                continue
             except Exception as exc:
                 exc.add_note(f"while computing metric {name!r} for model {model!r} on dataset {dataset!r}")
                 raise

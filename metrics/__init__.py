@@ -17,6 +17,7 @@ it is 0 for every model); ``emms_onestep`` is the published one-sweep value.
 Rank measures (how a metric is judged against fine-tuning ground truth) live in
 :mod:`metrics.ranking`. See ``docs/metrics.md``.
 """
+from ._validation import DegenerateInputError
 from .registry import CANONICAL_INPUTS, METRICS, get_metric, list_metrics, register_metric
 from .emms import emms, emms_auto, emms_ols, emms_onestep
 from .logme import logme, max_log_evidence
@@ -31,7 +32,7 @@ from .flabel import logme_flabel, transrate_flabel
 from . import ranking
 
 __all__ = [
-    "CANONICAL_INPUTS", "METRICS", "get_metric", "list_metrics", "register_metric",
+    "CANONICAL_INPUTS", "DegenerateInputError", "METRICS", "get_metric", "list_metrics", "register_metric",
     "emms", "emms_auto", "emms_ols", "emms_onestep", "logme", "max_log_evidence", "leep", "nce", "nce_from_probs",
     "transrate", "coding_rate", "hscore", "hscore_regularized", "sfda", "parc", "nleep",
     "logme_flabel", "transrate_flabel", "ranking",

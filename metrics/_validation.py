@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "DegenerateInputError",
     "EncodedLabels",
     "check_features",
     "check_labels",
@@ -26,6 +27,13 @@ __all__ = [
     "check_positive",
     "check_same_keys",
 ]
+
+class DegenerateInputError(ValueError):
+    """The input is valid but the metric is undefined on it (e.g. unregularised EMMS when
+    rank(X) >= N - 1 makes every least-squares fit exact). Callers that score many models may record
+    such a pair as skipped, with this message, instead of stopping; every other ``ValueError`` is a bug
+    in the input and must propagate."""
+
 
 #: rows of a probability matrix must sum to 1 within this absolute tolerance (float16 softmax
 #: outputs are accurate to ~1e-3).

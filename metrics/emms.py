@@ -84,7 +84,7 @@ import numpy as np
 import scipy.linalg
 
 from ._linalg import project_simplex, psd_eigh, simplex_qp, zscore_columns
-from ._validation import check_features, check_label_embeddings, check_positive
+from ._validation import DegenerateInputError, check_features, check_label_embeddings, check_positive
 from .logme import maximise_evidence
 from .registry import register_metric
 
@@ -220,7 +220,7 @@ def _gram_terms(Xs: np.ndarray, Ys: np.ndarray, ridge: float | str | None):
         # B^T A^+ B = C^T C  with  C = L_11^-1 (P^T B)[:r]
         L, piv, rank, _ = scipy.linalg.lapack.dpstrf(A, lower=1, tol=RANK_RTOL * float(np.max(np.diag(A))))
         if rank >= N - 1:
-            raise ValueError(
+            raise DegenerateInputError(
                 f"EMMS is degenerate: the z-scored features have rank {rank} >= N - 1 = {N - 1} (D={D}), so "
                 "the least-squares fit of every label embedding is exact and the score is 0 for every model. "
                 "Use more samples than feature dimensions, reduce D (e.g. PCA), or pass ridge=<lam> "

@@ -1,0 +1,34 @@
+"""A metric that is undefined on valid input (unregularised EMMS with D >= N) is recorded as skipped for
+that model, with the reason, while every other (metric, model) pair is still scored."""
+import math
+
+import pytest
+
+import metrics
+from evaluation import evaluate
+from evaluation.synthetic import write_synthetic_caches
+
+
+def test_degenerate_pairs_are_skipped_with_reason(tmp_path, capsys):
+    write_synthetic_caches(tmp_path / "cache", datasets={"small": (60, 3)},
+                           models={"narrow": 16, "wide": 200}, quality={"narrow": 0.8, "wide": 0.5},
+                           encoders={"enc": 24})
+    result = evaluate(tmp_path / "cache", tmp_path / "results", datasets=["small"], models=["narrow", "wide"],
+                      metrics=["emms", "emms_ols", "logme"], encoders=("enc",), progress=False)
+    r = result.datasets["small"]
+    assert set(r.scores["emms_ols"]) == {"narrow"}                       # D=200 >= N=60: undefined
+    assert "degenerate" in r.skipped["emms_ols"]["wide"]
+    assert "skipping metric 'emms_ols' for model 'wide'" in capsys.readouterr().out
+    for name in ("emms", "logme"):                                       # evidence-ridge EMMS and LogME score both
+        assert set(r.scores[name]) == {"narrow", "wide"}
+        assert all(math.isfinite(v) for v in r.scores[name].values())
+
+
+def test_degenerate_error_is_a_value_error_naming_the_fix():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((20, 40)), rng.standard_normal((20, 5, 2))
+    with pytest.raises(metrics.DegenerateInputError, match="ridge"):
+        metrics.emms(X, Y)
+    assert issubclass(metrics.DegenerateInputError, ValueError)
