@@ -32,6 +32,15 @@ import numpy as np
 __all__ = ["CacheLayout", "atomic_save_npy", "atomic_save_json", "load_npy", "CacheMissingError"]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 class CacheMissingError(FileNotFoundError):
     """A cache file the caller needs does not exist (the message names it and the script that makes it)."""
 
@@ -41,6 +50,7 @@ def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

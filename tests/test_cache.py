@@ -16,3 +16,14 @@ def test_missing_cache_names_the_path(tmp_path):
     layout = CacheLayout(tmp_path)
     with pytest.raises(CacheMissingError, match="features/ds/resnet50.npy"):
         layout.load_features("ds", "resnet50")
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    path = atomic_save_npy(tmp_path / "a.npy", np.zeros(3))
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
