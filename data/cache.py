@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CacheLayout", "atomic_save_npy", "atomic_save_json", "load_npy", "CacheMissingError"]
+__all__ = ["CacheLayout", "atomic_write", "atomic_save_npy", "atomic_save_json", "load_npy", "CacheMissingError"]
 
 
 def _current_umask() -> int:
@@ -45,7 +45,9 @@ class CacheMissingError(FileNotFoundError):
     """A cache file the caller needs does not exist (the message names it and the script that makes it)."""
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(fh)`` on a temporary binary file next to ``path``, then rename it onto ``path``:
+    readers see either the old file or the complete new one, never a partial write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -56,6 +58,7 @@ def _atomic_write(path: Path, write) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        return path
     except BaseException:
         try:
             os.unlink(tmp)
@@ -68,7 +71,7 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Save ``array`` to ``path`` (.npy) atomically; parent folders are created."""
     path = Path(path)
     arr = np.asarray(array)
-    _atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
+    atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
     return path
 
 
@@ -76,7 +79,7 @@ def atomic_save_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     path = Path(path)
     data = json.dumps(obj, indent=2, sort_keys=False).encode()
-    _atomic_write(path, lambda fh: fh.write(data))
+    atomic_write(path, lambda fh: fh.write(data))
     return path
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from data.cache import _atomic_write  # the project's one atomic writer
+from data.cache import atomic_write
 
 from .runner import DatasetResult, EvaluationResult
 from .tables import RANK_MEASURES, agreement_table, ranking_table, scores_table, summary_table
@@ -36,7 +36,7 @@ __all__ = ["plot_scores_vs_truth", "plot_weighted_tau_summary", "plot_agreement"
 def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
     path = Path(path)
     FigureCanvasAgg(fig)
-    _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight"))
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight"))
     return path
 
 

@@ -19,7 +19,7 @@ from typing import Dict, Optional
 
 import pandas as pd
 
-from data.cache import _atomic_write  # the project's one atomic writer (data.cache exports no text saver)
+from data.cache import atomic_write
 from data.cache import atomic_save_json
 
 from .runner import EvaluationResult
@@ -30,7 +30,7 @@ __all__ = ["save_results", "result_to_json"]
 
 def _atomic_csv(path: Path, df: pd.DataFrame) -> Path:
     data = df.to_csv(float_format="%.6g").encode()
-    _atomic_write(path, lambda fh: fh.write(data))
+    atomic_write(path, lambda fh: fh.write(data))
     return path
 
 
