@@ -144,29 +144,26 @@ class WordNet:
         return self._index.get(key, ())
 
     # -- structure ------------------------------------------------------------------------------
-    def ancestors(self, wnid: str) -> List[str]:
-        """All hypernyms (transitively), nearest first, each once."""
-        seen, order, queue = {wnid}, [], deque(self[wnid].hypernyms)
+    def _closure(self, wnid: str, relation: str) -> List[str]:
+        """Transitive closure of ``relation`` ("hypernyms" / "hyponyms") from ``wnid``, breadth first
+        (nearest first), each synset once, ``wnid`` itself excluded."""
+        seen, order, queue = {wnid}, [], deque(getattr(self[wnid], relation))
         while queue:
             w = queue.popleft()
             if w in seen:
                 continue
             seen.add(w)
             order.append(w)
-            queue.extend(self[w].hypernyms)
+            queue.extend(getattr(self[w], relation))
         return order
+
+    def ancestors(self, wnid: str) -> List[str]:
+        """All hypernyms (transitively), nearest first, each once."""
+        return self._closure(wnid, "hypernyms")
 
     def descendants(self, wnid: str) -> List[str]:
         """All hyponyms (transitively), nearest first, each once."""
-        seen, order, queue = {wnid}, [], deque(self[wnid].hyponyms)
-        while queue:
-            w = queue.popleft()
-            if w in seen:
-                continue
-            seen.add(w)
-            order.append(w)
-            queue.extend(self[w].hyponyms)
-        return order
+        return self._closure(wnid, "hyponyms")
 
     def neighbourhood(self, wnid: str, n: int, *, random_state: int = 0) -> List[str]:
         """``n`` semantic neighbours of ``wnid`` to serve as zero-shot distractors.
