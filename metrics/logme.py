@@ -36,6 +36,13 @@ Departures from the reference code (``LogME._fit_fixed_point`` in the LogME / EM
 * The reference stops after at most 11 iterations at a relative change of ``t`` of 1e-3 and adds
   1e-5 to ``||m||^2`` and to the residual. We iterate the exact fixed point to ``tol`` (default
   1e-10); when N > D the two agree to ~1e-6 (the evidence is stationary at the fixed point).
+* Features with (almost) no signal: the maximum is then the null-model limit ``alpha -> inf``
+  (``m = 0``, ``N/2 log(N / ||y||^2) - N/2 - N/2 log 2 pi``), towards which the fixed point only
+  crawls. A target stops iterating once ``t > T_NULL * max sigma`` while the leading term of the
+  profile evidence at large t still increases towards that limit, and the limit is a candidate;
+  a candidate that evaluates to NaN / inf never wins over a finite one (``np.argmax`` used to pick
+  a NaN). The rare flat profiles that still do not converge in ``max_iter`` steps are finished by a
+  bounded 1-D maximisation over ``log t``.
 * Class ids are remapped with ``np.unique`` (the reference loops over ``range(y.max() + 1)`` and
   silently adds empty classes for non-contiguous ids).
 """
@@ -44,6 +51,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from ._linalg import class_sums, gram_eigh
@@ -55,6 +63,8 @@ __all__ = ["logme", "max_log_evidence"]
 #: a target whose t = alpha/beta leaves [T_LO * min sigma, T_HI * max sigma] is at a boundary
 T_HI = 1e8
 T_LO = 1e-8
+#: beyond T_NULL * max sigma a target whose evidence increases towards the null limit stops iterating
+T_NULL = 1e3
 
 
 @register_metric("logme", requires=("features", "labels"))
@@ -155,6 +165,10 @@ def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N:
         raise ValueError("features are identically zero: LogME is undefined")
     t_hi = T_HI * positive.max()
     t_lo = T_LO * positive.min()
+    t_null = T_NULL * positive.max()
+    y_sq = x2.sum(axis=0) + outside                 # ||y||^2
+    sx2 = sigma @ x2                                 # sum_i sigma_i x_i^2
+    sum_sigma = positive.sum()
     t = np.ones(T)
     active = np.arange(T)
     n_boundary = 0
@@ -167,7 +181,13 @@ def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N:
             m2 = (frac * shrink / ta * x2[:, active]).sum(axis=0)           # ||m||^2
             res2 = (shrink * shrink * x2[:, active]).sum(axis=0) + outside[active]   # ||y - X m||^2
             t_new = gamma * res2 / ((N - gamma) * m2)
-            at_boundary = ~np.isfinite(t_new) | (t_new > t_hi) | (t_new < t_lo)
+            # far beyond the spectrum (sigma_i / t < 1 / T_NULL) the profile evidence is
+            # L_inf + c / t + O(t^-2) with 2 c = N sum_i sigma_i x_i^2 / ||y||^2 - sum_i sigma_i:
+            # for c < 0 it only increases towards the null-model limit t -> inf, which the fixed
+            # point approaches ever more slowly (sub-linearly) -- stop there, the limit is a candidate
+            heading_to_null = (ta > t_null) & (N * sx2[active] < y_sq[active] * sum_sigma)
+            at_boundary = (~np.isfinite(t_new) | (t_new > t_hi) | (t_new < t_lo)
+                           | (heading_to_null & (t_new > ta)))
             n_boundary += int(at_boundary.sum())
             t_new = np.where(np.isfinite(t_new), np.clip(t_new, t_lo, t_hi), t_hi)
             done = at_boundary | (np.abs(t_new - ta) <= tol * ta)
@@ -176,16 +196,30 @@ def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N:
             if active.size == 0:
                 break
     if active.size:
-        warnings.warn(f"LogME fixed point did not converge for {active.size} of {T} target(s) in "
-                      f"{max_iter} iterations (tol={tol:g})", ConvergenceWarning, stacklevel=3)
+        # very flat profiles (a maximum at t >> max sigma, barely above the null limit) make the
+        # fixed point crawl: finish those few targets by a bounded 1-D maximisation over log t
+        failed = 0
+        for j in active:
+            f = lambda lt: -_profile_evidence(np.array([np.exp(lt)]), sigma, x2[:, [j]], outside[[j]], N)[0]
+            res = scipy.optimize.minimize_scalar(f, bounds=(np.log(t_lo), np.log(t_hi)), method="bounded",
+                                                 options=dict(xatol=1e-10, maxiter=500))
+            if res.success and -res.fun >= -f(np.log(t[j])):
+                t[j] = np.exp(res.x)
+            failed += not res.success
+        if failed:
+            warnings.warn(f"LogME evidence maximisation did not converge for {failed} of {T} target(s) in "
+                          f"{max_iter} iterations (tol={tol:g})", ConvergenceWarning, stacklevel=3)
     log_2pi = np.log(2 * np.pi)
     candidates = [_profile_evidence(t, sigma, x2, outside, N)]
-    y_sq = x2.sum(axis=0) + outside
     candidates.append(0.5 * N * np.log(N / y_sq) - 0.5 * N - 0.5 * N * log_2pi)        # t -> inf
     if full_rank_dual:                                                                # t -> 0
         candidates.append(-0.5 * np.log(sigma).sum() + 0.5 * N * np.log(N / (x2 / s).sum(axis=0))
                           - 0.5 * N - 0.5 * N * log_2pi)
     candidates = np.array(candidates)
+    # a candidate that is not finite (rounding at an extreme t, log of 0) is no maximum: never let
+    # it win (np.argmax returns the first NaN) while a finite candidate -- the null-model limit
+    # always is one for a non-zero target -- exists
+    candidates[~np.isfinite(candidates)] = -np.inf
     best = np.argmax(candidates, axis=0)
     evidence = candidates[best, np.arange(T)]
     if not np.all(np.isfinite(evidence)):
@@ -203,7 +237,8 @@ def _profile_evidence(t: np.ndarray, sigma: np.ndarray, x2: np.ndarray, outside:
     this beta equals MacKay's ``(N - gamma) / ||y - X m||^2``.
     """
     s = sigma[:, None]
-    res2 = (x2 * (t / (s + t)) ** 2).sum(axis=0) + outside
-    m2 = (s * x2 / (s + t) ** 2).sum(axis=0)
-    beta = N / (res2 + t * m2)
-    return -0.5 * np.log1p(s / t).sum(axis=0) + 0.5 * N * np.log(beta) - 0.5 * N - 0.5 * N * np.log(2 * np.pi)
+    # ||y - X m||^2 + t ||m||^2 = sum_i x_i^2 (t^2 + t sigma_i) / (sigma_i + t)^2 + outside
+    #                          = sum_i x_i^2 t / (sigma_i + t) + outside   (no overflow for large t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = N / ((x2 * (t / (s + t))).sum(axis=0) + outside)
+        return -0.5 * np.log1p(s / t).sum(axis=0) + 0.5 * N * np.log(beta) - 0.5 * N - 0.5 * N * np.log(2 * np.pi)

@@ -92,3 +92,39 @@ def test_logme_flabel_is_logme_on_all_embedding_columns():
     Y = t["label_embeddings"]
     expected = np.mean([metrics.logme(t["features"], Y[:, :, k]) for k in range(Y.shape[2])])
     assert metrics.logme_flabel(t["features"], Y) == pytest.approx(expected, abs=1e-12)
+
+
+def test_logme_no_signal_reaches_the_null_model_limit():
+    """Features carrying nothing of the target: the maximum is the limit alpha -> inf (m = 0),
+    N/2 log beta - N/2 log 2 pi - beta/2 ||y||^2 with beta = N / ||y||^2 (hand-computed below)."""
+    rng = np.random.default_rng(0)
+    n, d = 160, 20
+    X = rng.standard_normal((n, d))
+    y = rng.standard_normal(n)
+    Q, _ = np.linalg.qr(X)
+    y -= Q @ (Q.T @ y)                                  # X^T y = 0: no signal at all
+    y *= 2.0 * np.sqrt(n) / np.linalg.norm(y)          # ||y||^2 = 4 N, so beta = 1/4
+    null = 0.5 * np.log(0.25) - 0.5 - 0.5 * np.log(2 * np.pi)     # per sample: -2.1121...
+    assert null == pytest.approx(-2.1120857, abs=1e-7)
+    assert metrics.logme(X, y[:, None]) == pytest.approx(null, abs=1e-12)
+
+
+def test_logme_weak_features_finite_without_warnings():
+    """20 features, 160 samples, labels independent of the features (the weak-OCR-model case):
+    finite, no convergence warning, never below the null-model evidence nor a direct maximum."""
+    import warnings
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((160, 20))
+    y = rng.integers(0, 10, 160)
+    onehot = np.eye(10)[y]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        per = metrics.max_log_evidence(X, y)
+        reg = metrics.max_log_evidence(X, rng.standard_normal((160, 50)))
+    assert np.all(np.isfinite(per)) and np.all(np.isfinite(reg))
+    counts = onehot.sum(axis=0)
+    null = 0.5 * np.log(160 / counts) - 0.5 - 0.5 * np.log(2 * np.pi)
+    assert np.all(per >= null - 1e-12)
+    assert np.any(np.isclose(per, null, rtol=0, atol=1e-12))      # some classes sit at the limit
+    for c in range(3):
+        assert per[c] >= direct_max(X, onehot[:, c]) - 1e-7
