@@ -24,7 +24,7 @@ import numpy as np
 import scipy.linalg
 from sklearn.covariance import ledoit_wolf
 
-from ._linalg import class_means
+from ._linalg import class_means, psd_eigh
 from ._validation import check_features, check_labels
 from .registry import register_metric
 
@@ -45,7 +45,7 @@ def hscore(features, labels) -> float:
     X = check_features(features)
     Xc, M, weights = _centred_class_means(X, labels)
     cov = Xc.T @ Xc / X.shape[0]
-    lam, V = scipy.linalg.eigh(cov, driver="evd", check_finite=False)
+    lam, V = psd_eigh(cov, overwrite=True)                    # single-threaded LAPACK (see psd_eigh)
     keep = lam > lam.max() * cov.shape[0] * np.finfo(np.float64).eps
     proj = M @ V[:, keep]                                      # (C, r)
     return float(np.sum(weights[:, None] * proj ** 2 / lam[keep]))
