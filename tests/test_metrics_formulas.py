@@ -154,3 +154,26 @@ def test_nleep_is_deterministic_and_uses_log():
     assert a <= 0.0
     with pytest.raises(ValueError, match="components"):
         metrics.nleep(t["features"][:10], t["labels"][:10], component_ratio=5)
+
+
+def test_nleep_pca_and_default_match_the_published_pipeline():
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+    from metrics.leep import leep
+    from metrics.nleep import pca_keep_variance
+    rng = np.random.default_rng(5)
+    for n, d in [(400, 30), (60, 90)]:
+        X = rng.standard_normal((n, d)) @ rng.standard_normal((d, d))
+        expected = PCA(n_components=0.8, svd_solver="full").fit_transform(X)
+        got = pca_keep_variance(X, 0.8)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-9 * np.abs(expected).max())
+    t = make_task()
+    X, y = t["features"], t["labels"]
+    Z = PCA(n_components=0.8, svd_solver="full").fit_transform(X)
+    P = GaussianMixture(n_components=8, random_state=0).fit(Z).predict_proba(Z)
+    assert metrics.nleep(X, y, component_ratio=2) == pytest.approx(leep(P, y), abs=1e-8)
+    diag = metrics.nleep(X, y, component_ratio=2, covariance_type="diag")
+    assert np.isfinite(diag) and diag <= 0
+    with pytest.raises(ValueError, match="covariance_type"):
+        metrics.nleep(X, y, covariance_type="banded")
