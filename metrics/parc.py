@@ -23,7 +23,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 from sklearn.decomposition import PCA
+from threadpoolctl import threadpool_limits
 
+from ._linalg import EIGH_THREADS
 from ._validation import check_features, check_labels, check_positive
 from .registry import register_metric
 
@@ -50,7 +52,8 @@ def parc(features, labels, *, n_dims: int = 32, max_samples: int = PARC_MAX_SAMP
         if np.unique(y).shape[0] < 2:
             raise ValueError("the PARC subsample contains a single class; increase max_samples")
     n_components = min(n_dims, X.shape[0], X.shape[1])
-    F = PCA(n_components=n_components, random_state=random_state).fit_transform(X)
+    with threadpool_limits(limits=EIGH_THREADS, user_api="blas"):
+        F = PCA(n_components=n_components, random_state=random_state).fit_transform(X)
     std = F.std(axis=0)
     F = (F - F.mean(axis=0)) / np.where(std > 0, std, 1.0)          # StandardScaler
     # row-wise correlation: centre and normalise each row, then inner products
@@ -63,6 +66,28 @@ def parc(features, labels, *, n_dims: int = 32, max_samples: int = PARC_MAX_SAMP
     n = F.shape[0]
     iu = np.triu_indices(n, 1)
     rdm_f = (1.0 - F @ F.T)[iu]
-    C = enc.n_classes
-    rdm_y = np.where(y[iu[0]] == y[iu[1]], 0.0, 1.0 + 1.0 / (C - 1))
-    return float(100.0 * scipy.stats.spearmanr(rdm_f, rdm_y).statistic)
+    del F
+    # RDM_y takes two values (0 for same-class pairs, 1 + 1/(C-1) otherwise), so its ranks are an
+    # increasing affine function of the indicator "different class": Spearman = Pearson(rank(RDM_f),
+    # indicator) (point-biserial), with ties of RDM_f ranked by their average as in scipy.
+    # One argsort of the m = n(n-1)/2 entries; without ties the ranks are the sorted positions.
+    diff = y[iu[0]] != y[iu[1]]
+    del iu
+    m = rdm_f.size
+    k = int(np.count_nonzero(diff))
+    if k == 0 or k == m:
+        return float("nan")                                      # constant RDM_y (as scipy)
+    order = np.argsort(rdm_f)
+    sorted_f = rdm_f[order]
+    if np.any(sorted_f[1:] == sorted_f[:-1]):                    # ties: average ranks (rare)
+        rank = scipy.stats.rankdata(rdm_f)
+        sum_rank_diff = float(rank[diff].sum())
+        var_r = float(np.var(rank))
+    else:                                                        # ranks are the sorted positions
+        sum_rank_diff = float((np.flatnonzero(diff[order]) + 1.0).sum())
+        var_r = (m * m - 1.0) / 12.0
+    del order, sorted_f
+    mean_r = (m + 1) / 2.0
+    cov = (sum_rank_diff - k * mean_r) / m                       # E[(rank - mean) * indicator]
+    var_d = (k / m) * (1.0 - k / m)
+    return float(100.0 * cov / np.sqrt(var_r * var_d))

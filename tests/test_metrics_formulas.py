@@ -177,3 +177,21 @@ def test_nleep_pca_and_default_match_the_published_pipeline():
     assert np.isfinite(diag) and diag <= 0
     with pytest.raises(ValueError, match="covariance_type"):
         metrics.nleep(X, y, covariance_type="banded")
+
+
+def test_parc_point_biserial_equals_scipy_spearman_with_and_without_ties():
+    import scipy.stats
+    from sklearn.decomposition import PCA
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((80, 12))
+    y = rng.integers(0, 4, 80)
+    for feats in (X, np.vstack([X[:40], X[:40]])):           # the second has tied RDM entries
+        F = PCA(n_components=12, random_state=0).fit_transform(feats)
+        F = (F - F.mean(axis=0)) / F.std(axis=0)
+        F -= F.mean(axis=1, keepdims=True)
+        F /= np.linalg.norm(F, axis=1, keepdims=True)
+        iu = np.triu_indices(80, 1)
+        rdm_f = (1.0 - F @ F.T)[iu]                           # same rounding as the metric: exact ties
+        rdm_y = np.where(y[iu[0]] == y[iu[1]], 0.0, 4.0 / 3.0)
+        expected = 100.0 * scipy.stats.spearmanr(rdm_f, rdm_y).statistic
+        assert metrics.parc(feats, y) == pytest.approx(expected, rel=1e-8)
