@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
-from ._linalg import logdet_identity_plus_gram, zscore_columns
+from ._linalg import EIGH_THREADS, logdet_identity_plus_gram, zscore_columns
 from ._validation import check_features, check_label_embeddings, check_positive
 from .logme import logme
 from .registry import register_metric
@@ -62,6 +63,12 @@ def transrate_flabel(features, label_embeddings, *, eps: float = 1e-4) -> float:
     X = check_features(features)
     Y = check_label_embeddings(label_embeddings, X.shape[0])
     eps = check_positive(eps, "eps")
+    # Cholesky / LU of 1000-2000 wide matrices: single-threaded (see _linalg.EIGH_THREADS)
+    with threadpool_limits(limits=EIGH_THREADS, user_api="blas"):
+        return _transrate_flabel(X, Y, eps)
+
+
+def _transrate_flabel(X: np.ndarray, Y: np.ndarray, eps: float) -> float:
     N, D = X.shape
     E, K = Y.shape[1], Y.shape[2]
     a = 1.0 / (N * eps)

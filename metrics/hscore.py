@@ -23,8 +23,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 from sklearn.covariance import ledoit_wolf
+from threadpoolctl import threadpool_limits
 
-from ._linalg import class_means, psd_eigh
+from ._linalg import EIGH_THREADS, class_means, psd_eigh
 from ._validation import check_features, check_labels
 from .registry import register_metric
 
@@ -56,7 +57,8 @@ def hscore_regularized(features, labels) -> float:
     """Ledoit-Wolf shrinkage-regularised H-score (higher is better)."""
     X = check_features(features)
     Xc, M, weights = _centred_class_means(X, labels)
-    shrunk, shrinkage = ledoit_wolf(Xc, assume_centered=True)
-    factor = scipy.linalg.cho_factor(shrunk, lower=True, check_finite=False)
-    solved = scipy.linalg.cho_solve(factor, M.T, check_finite=False)        # (D, C)
+    with threadpool_limits(limits=EIGH_THREADS, user_api="blas"):      # see _linalg.EIGH_THREADS
+        shrunk, shrinkage = ledoit_wolf(Xc, assume_centered=True)
+        factor = scipy.linalg.cho_factor(shrunk, lower=True, check_finite=False)
+        solved = scipy.linalg.cho_solve(factor, M.T, check_finite=False)    # (D, C)
     return float((1.0 - shrinkage) * np.sum(weights * np.einsum("cd,dc->c", M, solved)))

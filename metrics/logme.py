@@ -175,11 +175,14 @@ def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N:
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         for _ in range(max_iter):
             ta = t[active]
-            frac = s / (s + ta)                                  # sigma_i / (sigma_i + t)
-            shrink = ta / (s + ta)                               # t / (sigma_i + t)
-            gamma = frac.sum(axis=0)
-            m2 = (frac * shrink / ta * x2[:, active]).sum(axis=0)           # ||m||^2
-            res2 = (shrink * shrink * x2[:, active]).sum(axis=0) + outside[active]   # ||y - X m||^2
+            # w_i = 1 / (sigma_i + t): sigma_i / (sigma_i + t) = sigma_i w_i, t / (sigma_i + t) = t w_i;
+            # the sums over i are matrix-vector products (few passes over the (k, T) arrays)
+            w = 1.0 / (s + ta)
+            gamma = sigma @ w                                                  # sum_i sigma_i w_i
+            w *= w
+            w *= x2[:, active] if active.size < T else x2                     # w_i^2 x_i^2
+            m2 = sigma @ w                                                     # ||m||^2
+            res2 = ta * ta * w.sum(axis=0) + outside[active]                   # ||y - X m||^2
             t_new = gamma * res2 / ((N - gamma) * m2)
             # far beyond the spectrum (sigma_i / t < 1 / T_NULL) the profile evidence is
             # L_inf + c / t + O(t^-2) with 2 c = N sum_i sigma_i x_i^2 / ||y||^2 - sum_i sigma_i:
