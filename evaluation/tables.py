@@ -55,7 +55,10 @@ RANK_MEASURES: Dict[str, RankMeasure] = {
 
 
 def _finite(scores: Mapping[str, float]) -> bool:
-    return all(math.isfinite(v) for v in scores.values())
+    """True when the scores can be rank-correlated: all finite and not all equal (a constant score
+    ranks nothing, so every correlation with it is undefined and is reported as NaN)."""
+    values = list(scores.values())
+    return all(math.isfinite(v) for v in values) and len(set(values)) > 1
 
 
 def rankings(result: DatasetResult) -> Dict[str, List[str]]:

@@ -32,3 +32,20 @@ def test_degenerate_error_is_a_value_error_naming_the_fix():
     with pytest.raises(metrics.DegenerateInputError, match="ridge"):
         metrics.emms(X, Y)
     assert issubclass(metrics.DegenerateInputError, ValueError)
+
+
+def test_constant_scores_give_nan_measures_not_a_crash():
+    import numpy as np
+
+    from evaluation.runner import DatasetResult
+    from evaluation.tables import agreement_table, ranking_table
+
+    models = ["a", "b", "c"]
+    r = DatasetResult(dataset="d", models=models, metrics=["flat", "good"],
+                      scores={"flat": {m: 0.0 for m in models}, "good": {"a": 1.0, "b": 2.0, "c": 3.0}},
+                      seconds={"flat": {m: 0.1 for m in models}, "good": {m: 0.1 for m in models}},
+                      ground_truth={"a": 10.0, "b": 20.0, "c": 30.0})
+    table = ranking_table(r)
+    assert np.isnan(table.loc["flat", "weighted_tau"]) and np.isnan(table.loc["flat", "kendall_tau"])
+    assert table.loc["good", "kendall_tau"] == 1.0
+    assert np.isnan(agreement_table(r).loc["flat", "good"])
