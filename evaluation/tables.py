@@ -54,9 +54,21 @@ RANK_MEASURES: Dict[str, RankMeasure] = {
 }
 
 
+#: scores are compared at this many significant digits: differences below it are floating-point
+#: noise (e.g. unregularised H-score saturates at exactly C - 1 for every model with D >= N) and
+#: must count as ties, not decide a ranking
+SIGNIFICANT_DIGITS = 10
+
+
+def _comparable(scores: Mapping[str, float]) -> Dict[str, float]:
+    """``scores`` rounded to :data:`SIGNIFICANT_DIGITS` significant digits (non-finite values kept)."""
+    return {m: float(f"{v:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(v) else v for m, v in scores.items()}
+
+
 def _finite(scores: Mapping[str, float]) -> bool:
     """True when the scores can be rank-correlated: all finite and not all equal (a constant score
-    ranks nothing, so every correlation with it is undefined and is reported as NaN)."""
+    ranks nothing, so every correlation with it is undefined and is reported as NaN). Call it on
+    :func:`_comparable` scores."""
     values = list(scores.values())
     return all(math.isfinite(v) for v in values) and len(set(values)) > 1
 
@@ -82,7 +94,7 @@ def ranking_table(result: DatasetResult) -> pd.DataFrame:
     rows = []
     ranked = rankings(result)
     for metric in result.metrics:
-        scores = result.scores[metric]
+        scores = _comparable(result.scores[metric])
         row: Dict[str, object] = {"n_models": len(scores)}
         if result.ground_truth is not None:
             gt = {m: result.ground_truth[m] for m in scores}
@@ -104,8 +116,8 @@ def agreement_table(result: DatasetResult) -> pd.DataFrame:
     for i, a in enumerate(names):
         for b in names[i:]:
             common = [m for m in result.models if m in result.scores[a] and m in result.scores[b]]
-            sa = {m: result.scores[a][m] for m in common}
-            sb = {m: result.scores[b][m] for m in common}
+            sa = _comparable({m: result.scores[a][m] for m in common})
+            sb = _comparable({m: result.scores[b][m] for m in common})
             if len(common) >= 2 and _finite(sa) and _finite(sb):
                 tau = 1.0 if a == b else float(ranking.kendall_tau(sa, sb))
                 out.loc[a, b] = out.loc[b, a] = tau

@@ -49,3 +49,25 @@ def test_constant_scores_give_nan_measures_not_a_crash():
     assert np.isnan(table.loc["flat", "weighted_tau"]) and np.isnan(table.loc["flat", "kendall_tau"])
     assert table.loc["good", "kendall_tau"] == 1.0
     assert np.isnan(agreement_table(r).loc["flat", "good"])
+
+
+def test_float_noise_counts_as_a_tie():
+    """H-score saturates at C - 1 for every model with D >= N; 1e-13 differences must not rank them."""
+    import numpy as np
+
+    from evaluation.runner import DatasetResult
+    from evaluation.tables import ranking_table
+
+    models = ["a", "b", "c", "d"]
+    noisy = {"a": 9.0 + 1e-13, "b": 9.0, "c": 9.0 - 1e-13, "d": 8.0}
+    r = DatasetResult(dataset="d", models=models, metrics=["sat", "flat"],
+                      scores={"sat": noisy, "flat": {m: 2.0 + i * 1e-14 for i, m in enumerate(models)}},
+                      seconds={"sat": {m: 0.0 for m in models}, "flat": {m: 0.0 for m in models}},
+                      ground_truth={"a": 1.0, "b": 2.0, "c": 3.0, "d": 0.5})
+    table = ranking_table(r)
+    import scipy.stats
+
+    # a, b, c are one tie (9.0); the expected value treats them so
+    expected = scipy.stats.kendalltau([9, 9, 9, 8], [1, 2, 3, 0.5]).statistic
+    assert table.loc["sat", "kendall_tau"] == np.float64(expected)
+    assert np.isnan(table.loc["flat", "kendall_tau"])  # all equal up to noise: undefined, not ranked
