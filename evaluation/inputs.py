@@ -37,6 +37,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+import metrics as metrics_lib
 from data.cache import CacheLayout, load_npy
 
 __all__ = [
@@ -159,6 +160,7 @@ class DatasetInputs:
         self.random_state = int(random_state)
         self._labels: np.ndarray | None = None
         self._label_embeddings: np.ndarray | None = None
+        self._prepared_embeddings = None
         self._model: str | None = None
         self._model_arrays: Dict[str, np.ndarray] = {}
 
@@ -266,7 +268,28 @@ class DatasetInputs:
         """The input ``name`` (one of :data:`INPUT_NAMES`) for ``model``."""
         return self._registry(name)[1](model)
 
-    def for_metric(self, requires: Sequence[str], model: str) -> Dict[str, np.ndarray]:
-        """``{name: array}`` for exactly the inputs in ``requires`` (only those are loaded)."""
-        return {name: self.get(name, model) for name in requires}
+    def for_metric(self, requires: Sequence[str], model: str, *, prepared: bool = False) -> Dict[str, object]:
+        """``{name: array}`` for exactly the inputs in ``requires`` (only those are loaded).
+
+        ``prepared=True``: ``features`` as a :class:`metrics.PreparedFeatures` (one per model, kept
+        while the model is current) and ``label_embeddings`` as a
+        :class:`metrics.PreparedLabelEmbeddings` (one per dataset), so the metrics of one model
+        share Gram matrices and eigendecompositions instead of recomputing them.
+        """
+        out = {name: self.get(name, model) for name in requires}
+        if prepared:
+            if "features" in out:
+                out["features"] = self._prepared("features", model, metrics_lib.prepare_features)
+            if "label_embeddings" in out:
+                if self._prepared_embeddings is None:
+                    self._prepared_embeddings = metrics_lib.prepare_label_embeddings(out["label_embeddings"])
+                out["label_embeddings"] = self._prepared_embeddings
+        return out
+
+    def _prepared(self, name: str, model: str, prepare: Callable[[np.ndarray], object]):
+        key = f"{name}:prepared"
+        array = self.get(name, model)              # makes ``model`` current (drops other models' arrays)
+        if key not in self._model_arrays:
+            self._model_arrays[key] = prepare(array)
+        return self._model_arrays[key]
 

@@ -176,7 +176,7 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
         entry = cache.get(key, fingerprint)
         if entry is None:
             bar.set_postfix_str(f"{model}/{name}")
-            kwargs = inputs.for_metric(fn.requires, model)
+            kwargs = inputs.for_metric(fn.requires, model, prepared=True)
             start = time.perf_counter()
             try:
                 value = fn(**kwargs)

@@ -14,10 +14,18 @@ evidence maximisation, defined for every N and D, so the default scripts work wh
 ``emms_ols`` is the paper's unregularised converged EMMS (``ValueError`` when rank(X) >= N - 1, where
 it is 0 for every model); ``emms_onestep`` is the published one-sweep value.
 
+Scoring one model with several metrics: prepare its features once, so the Gram matrices and their
+eigendecompositions are computed once and shared (``features`` of every metric accepts an array or
+a :class:`PreparedFeatures`; ``label_embeddings`` an array or a :class:`PreparedLabelEmbeddings`)::
+
+    F = metrics.prepare_features(X)
+    scores = {name: fn(**{"features": F, "labels": y}) for name, fn in ...}
+
 Rank measures (how a metric is judged against fine-tuning ground truth) live in
 :mod:`metrics.ranking`. See ``docs/metrics.md``.
 """
 from ._validation import DegenerateInputError
+from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_features, prepare_label_embeddings
 from .registry import CANONICAL_INPUTS, METRICS, get_metric, list_metrics, register_metric
 from .emms import emms, emms_auto, emms_ols, emms_onestep
 from .logme import logme, max_log_evidence
@@ -32,7 +40,8 @@ from .flabel import logme_flabel, transrate_flabel
 from . import ranking
 
 __all__ = [
-    "CANONICAL_INPUTS", "DegenerateInputError", "METRICS", "get_metric", "list_metrics", "register_metric",
+    "CANONICAL_INPUTS", "DegenerateInputError", "PreparedFeatures", "PreparedLabelEmbeddings",
+    "prepare_features", "prepare_label_embeddings", "METRICS", "get_metric", "list_metrics", "register_metric",
     "emms", "emms_auto", "emms_ols", "emms_onestep", "logme", "max_log_evidence", "leep", "nce", "nce_from_probs",
     "transrate", "coding_rate", "hscore", "hscore_regularized", "sfda", "parc", "nleep",
     "logme_flabel", "transrate_flabel", "ranking",

@@ -17,7 +17,7 @@ __all__ = [
     "project_simplex",
     "simplex_qp",
     "logdet_identity_plus_gram",
-    "gram_eigh",
+    "logdet_spd",
     "psd_eigh",
     "EIGH_THREADS",
 ]
@@ -146,27 +146,17 @@ def logdet_identity_plus_gram(Z: np.ndarray, scale: float) -> float:
     gram = Z @ Z.T if n < d else Z.T @ Z
     M = scale * gram
     M[np.diag_indices_from(M)] += 1.0
+    return logdet_spd(M)
+
+
+def logdet_spd(M: np.ndarray) -> float:
+    """``log det M`` of a symmetric positive definite ``M`` by LU (``numpy.linalg.slogdet``; see
+    :func:`logdet_identity_plus_gram` for why not Cholesky); ``ValueError`` if the sign is not +1."""
     sign, logdet = np.linalg.slogdet(M)
     if sign <= 0:
-        raise ValueError("I + a Z^T Z is not positive definite (non-finite or overflowing features?)")
+        raise ValueError("matrix expected to be positive definite is not (non-finite or overflowing "
+                         "features?)")
     return float(logdet)
-
-
-def gram_eigh(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-    """Eigendecomposition of the smaller Gram matrix of ``X`` (N, D).
-
-    Returns ``(sigma, vecs, side)``: if ``N > D`` the ``D`` eigenvalues of ``X^T X`` and its
-    eigenvectors (D, D), side ``"primal"``; otherwise the ``N`` eigenvalues of ``X X^T`` and its
-    eigenvectors (N, N), side ``"dual"``. The non-zero eigenvalues of both are the squared singular
-    values of X. Eigenvalues below ``max(sigma) * k * eps`` are set to exactly 0 (rank deficiency).
-    """
-    N, D = X.shape
-    if N > D:
-        gram, side = X.T @ X, "primal"
-    else:
-        gram, side = X @ X.T, "dual"
-    sigma, vecs = psd_eigh(gram, overwrite=True)
-    return sigma, vecs, side
 
 
 def psd_eigh(M: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -83,8 +83,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ._linalg import project_simplex, psd_eigh, simplex_qp, zscore_columns
-from ._validation import DegenerateInputError, check_features, check_label_embeddings, check_positive
+from ._linalg import project_simplex, simplex_qp
+from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_features, prepare_label_embeddings
+from ._validation import DegenerateInputError, check_positive
 from .logme import maximise_evidence
 from .registry import register_metric
 
@@ -132,8 +133,8 @@ def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
     float; with ``return_weights=True`` ``(float, ndarray (K,))``, or ``(float, ndarray (K,), float)``
     when ``ridge="auto"``.
     """
-    X = check_features(features)
-    Y = check_label_embeddings(label_embeddings, X.shape[0])
+    F = prepare_features(features)
+    Y = prepare_label_embeddings(label_embeddings, F.n_samples)
     max_iter = check_positive(max_iter, "max_iter", integer=True)
     tol = check_positive(tol, "tol")
     auto = isinstance(ridge, str)
@@ -141,10 +142,9 @@ def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
         raise ValueError(f"ridge must be None, a positive number or {RIDGE_AUTO!r}, got {ridge!r}")
     if not auto:
         ridge = check_positive(ridge, "ridge", allow_none=True)
-    N, _, K = Y.shape
-    E = Y.shape[1]
+    N, E, K = Y.shape
 
-    H, Q, Q_fit, ridge = _gram_terms(zscore_columns(X), zscore_columns(Y), ridge)
+    H, Q, Q_fit, ridge = _gram_terms(F, Y.zscored(), ridge)
     G = H - Q
     t0 = np.full(K, 1.0 / K)
     if max_iter == 1:
@@ -193,23 +193,23 @@ def emms_onestep(features, label_embeddings) -> float:
     return emms(features, label_embeddings, max_iter=1)
 
 
-def _gram_terms(Xs: np.ndarray, Ys: np.ndarray, ridge: float | str | None):
+def _gram_terms(F: PreparedFeatures, Ys: PreparedLabelEmbeddings, ridge: float | str | None):
     """K x K matrices ``H = <Y_k, Y_l>``, ``Q = Y_k^T S Y_l``, ``Q_fit = Y_k^T S^2 Y_l``, and the ridge.
 
-    ``S = X (X^T X + lam I)^+ X^T`` is the hat matrix of the w-step (``lam = ridge * N`` or 0), so
-    ``min_w ||X w - Y t||^2 (+ lam ||w||^2) = t^T (H - Q) t`` and ``||X w(t0)||^2 = t0^T Q_fit t0``.
-    ``ridge="auto"`` is first resolved by :func:`_evidence_ridge` (returned as the 4th element; the
-    given ``ridge`` otherwise); its limits ``inf`` (S = 0) and ``0`` with rank(X) = N - 1 (S Y = Y,
-    exact fit) are returned directly.
+    ``F`` the features (z-scored here: ``X_s = (X - mean) / (std + 1e-8)``), ``Ys`` the z-scored label
+    embeddings. ``S = X_s (X_s^T X_s + lam I)^+ X_s^T`` is the hat matrix of the w-step
+    (``lam = ridge * N`` or 0), so ``min_w ||X_s w - Y t||^2 (+ lam ||w||^2) = t^T (H - Q) t`` and
+    ``||X_s w(t0)||^2 = t0^T Q_fit t0``. ``ridge="auto"`` is first resolved by :func:`_evidence_ridge`
+    (returned as the 4th element; the given ``ridge`` otherwise); its limits ``inf`` (S = 0) and ``0``
+    with rank(X) = N - 1 (S Y = Y, exact fit) are returned directly.
     """
     N, E, K = Ys.shape
-    Yv = Ys.reshape(N * E, K)                 # column k = vec(Y_k)
-    H = Yv.T @ Yv
-    A = Xs.T @ Xs                             # (D, D)
-    B = Xs.T @ Ys.reshape(N, E * K)           # (D, E K), column e*K + k = X^T Y_k[:, e]
+    H = Ys.embedding_gram()
+    A = F.standardised_gram()                                   # (D, D) X_s^T X_s, read-only (shared)
+    B = Ys.cross(F, scale=F.zscore_scale(), centred=True)       # (D, E K), column e*K + k = X_s^T Y_k[:, e]
     D = A.shape[0]
     if ridge == RIDGE_AUTO:
-        ridge = _evidence_ridge(A, B, float(np.trace(H)), N)
+        ridge = _evidence_ridge(F, B, float(np.trace(H)), N)
         if ridge == np.inf:
             zero = np.zeros_like(H)
             return H, zero, zero, ridge
@@ -230,7 +230,7 @@ def _gram_terms(Xs: np.ndarray, Ys: np.ndarray, ridge: float | str | None):
         Q = _block_gram(C, E, K)
         return H, Q, Q, ridge
     lam = ridge * N
-    A[np.diag_indices_from(A)] += lam
+    A = A + lam * np.eye(D)
     L = scipy.linalg.cholesky(A, lower=True, overwrite_a=True, check_finite=False)
     C = scipy.linalg.solve_triangular(L, B, lower=True, check_finite=False)
     Q = _block_gram(C, E, K)
@@ -239,18 +239,18 @@ def _gram_terms(Xs: np.ndarray, Ys: np.ndarray, ridge: float | str | None):
     return H, Q, Q - lam * _block_gram(M_B, E, K), ridge
 
 
-def _evidence_ridge(A: np.ndarray, B: np.ndarray, y_sq: float, N: int) -> float:
+def _evidence_ridge(F: PreparedFeatures, B: np.ndarray, y_sq: float, N: int) -> float:
     """Ridge (penalty ``ridge * N * ||w||^2``) maximising the pooled evidence of the label columns.
 
-    ``A = X^T X`` (D, D) and ``B = X^T Y`` (D, T) of the z-scored data, ``y_sq = ||Y||_F^2``. One
-    eigendecomposition ``A = V diag(sigma) V^T`` (``A`` is not modified), pooled squared projections
-    ``x2_i = sum_j (V^T B)_ij^2 / sigma_i`` over the positive eigenvalues, energy outside the column
-    space ``y_sq - sum_i x2_i`` (exactly 0 when rank(X) = N - 1, the whole centred space), and
-    LogME's fixed point on this single pooled target with ``N - 1`` observations. Returns
-    ``(alpha / beta) / N`` in ``[0, inf]``.
+    ``A = X_s^T X_s`` (D, D) of the z-scored features (its eigendecomposition
+    ``A = V diag(sigma) V^T`` is cached on ``F``), ``B = X_s^T Y`` (D, T) of the z-scored data,
+    ``y_sq = ||Y||_F^2``. Pooled squared projections ``x2_i = sum_j (V^T B)_ij^2 / sigma_i`` over the
+    positive eigenvalues, energy outside the column space ``y_sq - sum_i x2_i`` (exactly 0 when
+    rank(X) = N - 1, the whole centred space), and LogME's fixed point on this single pooled target
+    with ``N - 1`` observations. Returns ``(alpha / beta) / N`` in ``[0, inf]``.
     """
     n_obs = N - 1                      # centred columns: the complement of the all-ones vector
-    sigma, V = psd_eigh(A)
+    sigma, V = F.standardised_eigh()
     positive = sigma > 0
     rank = int(positive.sum())
     if rank == 0:                      # constant features: nothing to fit, the null model

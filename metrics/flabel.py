@@ -33,9 +33,10 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
-from ._linalg import EIGH_THREADS, logdet_identity_plus_gram, zscore_columns
-from ._validation import check_features, check_label_embeddings, check_positive
-from .logme import logme
+from ._linalg import EIGH_THREADS, logdet_identity_plus_gram, logdet_spd
+from ._prepared import prepare_features, prepare_label_embeddings
+from ._validation import check_positive
+from .logme import max_log_evidence
 from .registry import register_metric
 
 __all__ = ["logme_flabel", "transrate_flabel"]
@@ -44,51 +45,43 @@ __all__ = ["logme_flabel", "transrate_flabel"]
 @register_metric("logme_flabel", requires=("features", "label_embeddings"))
 def logme_flabel(features, label_embeddings) -> float:
     """LogME regression on the K label embeddings (mean over the E K target columns)."""
-    X = check_features(features)
-    Y = check_label_embeddings(label_embeddings, X.shape[0])
-    N, E, K = Y.shape
-    return logme(X, Y.reshape(N, E * K))
-
-
-def _logdet_spd(M: np.ndarray) -> float:
-    sign, logdet = np.linalg.slogdet(M)
-    if sign <= 0:
-        raise ValueError("coding-rate matrix is not positive definite")
-    return float(logdet)
+    F = prepare_features(features)
+    Y = prepare_label_embeddings(label_embeddings, F.n_samples)
+    return float(np.mean(max_log_evidence(F, Y)))
 
 
 @register_metric("transrate_flabel", requires=("features", "label_embeddings"))
 def transrate_flabel(features, label_embeddings, *, eps: float = 1e-4) -> float:
     """Coding-rate mutual information between z-scored features and each label embedding, averaged."""
-    X = check_features(features)
-    Y = check_label_embeddings(label_embeddings, X.shape[0])
+    F = prepare_features(features)
+    Y = prepare_label_embeddings(label_embeddings, F.n_samples)
     eps = check_positive(eps, "eps")
     # Cholesky / LU of 1000-2000 wide matrices: single-threaded (see _linalg.EIGH_THREADS)
     with threadpool_limits(limits=EIGH_THREADS, user_api="blas"):
-        return _transrate_flabel(X, Y, eps)
+        return _transrate_flabel(F, Y, eps)
 
 
-def _transrate_flabel(X: np.ndarray, Y: np.ndarray, eps: float) -> float:
-    N, D = X.shape
-    E, K = Y.shape[1], Y.shape[2]
+def _transrate_flabel(F, Y, eps: float) -> float:
+    N, D = F.shape
+    _, E, K = Y.shape
     a = 1.0 / (N * eps)
-    Xs = zscore_columns(X)
-    Ys = zscore_columns(Y)
+    Ys = Y.zscored()
     terms = []
     if N > D + E:
-        A = a * (Xs.T @ Xs)
+        A = a * F.standardised_gram()
         A[np.diag_indices_from(A)] += 1.0
         L = scipy.linalg.cholesky(A, lower=True, overwrite_a=True, check_finite=False)
+        B = Ys.cross(F, scale=F.zscore_scale(), centred=True).reshape(D, E, K)     # X_s^T Y_s
         for k in range(K):
-            Yk = np.ascontiguousarray(Ys[:, :, k])
-            Cy = a * (Yk.T @ Yk)
+            Cy = a * Ys.column_gram(k)
             Cy[np.diag_indices_from(Cy)] += 1.0
-            W = scipy.linalg.solve_triangular(L, a * (Xs.T @ Yk), lower=True, check_finite=False)
-            terms.append(0.5 * (_logdet_spd(Cy) - _logdet_spd(Cy - W.T @ W)))
+            W = scipy.linalg.solve_triangular(L, a * B[:, :, k], lower=True, check_finite=False)
+            terms.append(0.5 * (logdet_spd(Cy) - logdet_spd(Cy - W.T @ W)))
     else:
+        Xs, Yfull = F.zscored(), Ys.full()
         rx = logdet_identity_plus_gram(Xs, a)
         for k in range(K):
-            Yk = Ys[:, :, k]
+            Yk = Yfull[:, :, k]
             terms.append(0.5 * (rx + logdet_identity_plus_gram(Yk, a)
                                 - logdet_identity_plus_gram(np.hstack([Xs, Yk]), a)))
     return float(np.mean(terms))

@@ -25,7 +25,9 @@ of ``t`` is below ``tol`` for every target.
 Cost: one eigendecomposition of the smaller Gram matrix (``X^T X`` (D, D) if N > D, else the
 N-dimensional dual ``X X^T``), one GEMM ``X^T Y`` (D, T) (or ``U^T Y``), then O(min(N, D) T) per
 fixed-point iteration. Classification targets are never materialised as one-hot: ``X^T Y`` is a
-per-class sum of rows.
+per-class sum of rows; label-embedding targets given as :class:`metrics.PreparedLabelEmbeddings`
+are handled the same way (group sums of X times the distinct rows). The eigendecomposition is
+cached on a :class:`metrics.PreparedFeatures` and shared with the other metrics.
 
 Departures from the reference code (``LogME._fit_fixed_point`` in the LogME / EMMS repositories):
 
@@ -54,8 +56,9 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
-from ._linalg import class_sums, gram_eigh
-from ._validation import check_features, check_labels, check_positive, check_targets
+from ._linalg import class_sums
+from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_features
+from ._validation import check_labels, check_positive, check_targets
 from .registry import register_metric
 
 __all__ = ["logme", "max_log_evidence"]
@@ -73,7 +76,7 @@ def logme(features, labels, *, tol: float = 1e-10, max_iter: int = 10_000) -> fl
 
     Parameters
     ----------
-    features : (N, D) array
+    features : (N, D) array or :class:`metrics.PreparedFeatures`
         Target-data features of one pre-trained model.
     labels : (N,) integer array, or (N, T) float array
         Integer class ids -> classification (one target per class, the one-hot indicator).
@@ -87,46 +90,72 @@ def logme(features, labels, *, tol: float = 1e-10, max_iter: int = 10_000) -> fl
     float
         Mean over targets of the maximum log evidence divided by N.
     """
-    X = check_features(features)
-    return float(np.mean(max_log_evidence(X, labels, tol=tol, max_iter=max_iter)))
+    return float(np.mean(max_log_evidence(features, labels, tol=tol, max_iter=max_iter)))
 
 
 def max_log_evidence(features, labels, *, tol: float = 1e-10, max_iter: int = 10_000) -> np.ndarray:
-    """Per-target maximum log evidence / N, shape (T,) (see :func:`logme` for the arguments)."""
-    X = check_features(features)
+    """Per-target maximum log evidence / N, shape (T,) (see :func:`logme` for the arguments).
+
+    ``labels`` may also be a :class:`metrics.PreparedLabelEmbeddings` (N, E, K): regression on its
+    E K columns (column ``e * K + k``), computed from its distinct rows.
+    """
+    F = prepare_features(features)
     tol = check_positive(tol, "tol")
     max_iter = check_positive(max_iter, "max_iter", integer=True)
-    N = X.shape[0]
-    lab = np.asarray(labels)
-    classification = lab.ndim == 1 and np.issubdtype(lab.dtype, np.integer)
-    if lab.ndim == 1 and not classification:
-        raise ValueError(f"labels is 1-D with dtype {lab.dtype}: pass integer class ids for classification "
-                         "or an (N, T) float array for regression")
-    if lab.ndim == 2 and not np.issubdtype(lab.dtype, np.floating):
-        raise ValueError(f"labels is 2-D with dtype {lab.dtype}: pass a 1-D integer array of class ids for "
-                         "classification, or float (N, T) regression targets")
-    if classification:
-        enc = check_labels(lab, N)
-        target_sq = enc.counts.astype(np.float64)
+    N = F.n_samples
+    if isinstance(labels, PreparedLabelEmbeddings):
+        if labels.n_samples != N:
+            raise ValueError(f"label embeddings have {labels.n_samples} samples but the features have {N}")
+        rows = labels.rows.reshape(labels.rows.shape[0], -1)
+        index, counts = labels.index, labels.counts
     else:
-        Y = check_targets(lab, N)
-        target_sq = np.einsum("ij,ij->j", Y, Y)
+        lab = np.asarray(labels)
+        classification = lab.ndim == 1 and np.issubdtype(lab.dtype, np.integer)
+        if lab.ndim == 1 and not classification:
+            raise ValueError(f"labels is 1-D with dtype {lab.dtype}: pass integer class ids for classification "
+                             "or an (N, T) float array for regression")
+        if lab.ndim == 2 and not np.issubdtype(lab.dtype, np.floating):
+            raise ValueError(f"labels is 2-D with dtype {lab.dtype}: pass a 1-D integer array of class ids for "
+                             "classification, or float (N, T) regression targets")
+        if classification:
+            enc = check_labels(lab, N)
+            rows, index, counts = None, enc.index, enc.counts        # rows = identity: one-hot targets
+        else:
+            rows, index, counts = check_targets(lab, N), None, None  # one row per sample
+    return _max_log_evidence(F, rows, index, counts, tol=tol, max_iter=max_iter)
+
+
+def _max_log_evidence(F: PreparedFeatures, rows, index, counts, *, tol: float, max_iter: int) -> np.ndarray:
+    """Targets ``Y = rows[index]`` (N, T): ``rows`` (U, T) (None = the U x U identity, i.e. one-hot
+    classes), ``index`` (N,) in ``0..U-1`` (None = one row per sample), ``counts`` (U,) group sizes."""
+    N = F.n_samples
+    weights = None if counts is None else counts.astype(np.float64)
+    if rows is None:
+        target_sq = weights                                          # ||one-hot column c||^2 = n_c
+    else:
+        target_sq = np.einsum("ij,ij->j", rows, rows) if weights is None else weights @ (rows * rows)
         zero = np.flatnonzero(target_sq == 0)
         if zero.size:
             raise ValueError(f"labels has identically zero target column(s) {zero[:10].tolist()}; "
                              "their evidence is unbounded")
 
-    sigma, vecs, side = gram_eigh(X)
+    def project(A: np.ndarray) -> np.ndarray:
+        """``A^T Y`` for A (N, k), via per-group sums of the rows of A when targets repeat."""
+        if index is None:
+            return A.T @ rows
+        sums = class_sums(A, index, len(weights))                    # (U, k)
+        return sums.T if rows is None else sums.T @ rows
+
+    sigma, vecs, side = F.gram_eigh()
     if side == "primal":
         # z_i = v_i^T X^T y = s_i x_i  (D, T)
-        XtY = class_sums(X, enc.index, enc.n_classes).T if classification else X.T @ Y
-        z = vecs.T @ XtY
+        z = vecs.T @ project(F.X)
         positive = sigma > 0
         x2 = np.zeros_like(z)
         x2[positive] = z[positive] ** 2 / sigma[positive, None]
     else:
         # u_i are the eigenvectors of X X^T themselves: x_i = u_i^T y  (N, T)
-        x2 = (class_sums(vecs, enc.index, enc.n_classes).T if classification else vecs.T @ Y) ** 2
+        x2 = project(vecs) ** 2
         # the u_i span R^N: nothing of y lies outside (set exactly, not up to rounding)
         target_sq = x2.sum(axis=0)
     outside = np.maximum(target_sq - x2.sum(axis=0), 0.0)  # ||y||^2 outside the span of the u_i

@@ -28,9 +28,9 @@ from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
-from ._linalg import EIGH_THREADS, psd_eigh
-
-from ._validation import check_features, check_labels, check_positive
+from ._linalg import EIGH_THREADS
+from ._prepared import PreparedFeatures, prepare_features
+from ._validation import check_labels, check_positive
 from .leep import leep_from_encoded
 from .registry import register_metric
 
@@ -44,42 +44,50 @@ NLEEP_VARIANCE = 0.8
 def nleep(features, labels, *, component_ratio: float = 5, random_state: int = 0,
           covariance_type: str = "full") -> float:
     """NLEEP score (<= 0, higher is better); ``covariance_type`` of the GMM ("full" = published)."""
-    X = check_features(features)
-    enc = check_labels(labels, X.shape[0])
+    F = prepare_features(features)
+    enc = check_labels(labels, F.n_samples)
     component_ratio = check_positive(component_ratio, "component_ratio")
     if covariance_type not in ("full", "tied", "diag", "spherical"):
         raise ValueError(f"covariance_type must be 'full', 'tied', 'diag' or 'spherical', got {covariance_type!r}")
     n_components = max(1, int(round(component_ratio * enc.n_classes)))
-    if n_components > X.shape[0]:
+    if n_components > F.n_samples:
         raise ValueError(f"NLEEP needs at least as many samples as GMM components: "
                          f"{n_components} components (component_ratio={component_ratio:g} x {enc.n_classes} "
-                         f"classes) for {X.shape[0]} samples")
+                         f"classes) for {F.n_samples} samples")
     with threadpool_limits(limits=EIGH_THREADS, user_api="blas"):
-        Z = pca_keep_variance(X, NLEEP_VARIANCE)
+        Z = pca_keep_variance(F, NLEEP_VARIANCE)
         gmm = GaussianMixture(n_components=n_components, covariance_type=covariance_type,
                               random_state=random_state).fit(Z)
         P = gmm.predict_proba(Z)
     return leep_from_encoded(P, enc)
 
 
-def pca_keep_variance(X: np.ndarray, fraction: float) -> np.ndarray:
+def pca_keep_variance(features, fraction: float) -> np.ndarray:
     """``PCA(n_components=fraction, svd_solver="full").fit_transform(X)``, cheaper when N > D.
 
-    For N > D the principal axes come from ``eigh`` of the D x D scatter matrix instead of an SVD of
-    the N x D data; the kept dimension (smallest k with cumulative explained-variance ratio > =
-    fraction, scikit-learn's ``searchsorted(..., side="right") + 1``) and scikit-learn's sign
-    convention (``svd_flip(u_based_decision=False)``, scikit-learn >= 1.5: the largest-magnitude
-    entry of each principal axis positive) are reproduced.
+    For N > D the principal axes come from the (cached, shared) eigendecomposition of the D x D
+    scatter matrix :meth:`PreparedFeatures.centred_eigh` instead of an SVD of the N x D data; the
+    kept dimension (smallest k with cumulative explained-variance ratio >= fraction, scikit-learn's
+    ``searchsorted(..., side="right") + 1``) and scikit-learn's sign convention are reproduced
+    (see :func:`principal_components`).
     """
-    N, D = X.shape
+    F = prepare_features(features)
+    N, D = F.shape
     if N <= D:
-        return PCA(n_components=fraction, svd_solver="full").fit_transform(X)
-    Xc = X - X.mean(axis=0)
-    lam, V = psd_eigh(Xc.T @ Xc, overwrite=True)
-    lam, V = lam[::-1], V[:, ::-1]                            # descending
+        return PCA(n_components=fraction, svd_solver="full").fit_transform(F.X)
+    lam = F.centred_eigh()[0][::-1]                              # descending
     ratio = np.cumsum(lam / lam.sum())
     k = min(int(np.searchsorted(ratio, fraction, side="right")) + 1, D)
-    V = V[:, :k]
+    return principal_components(F, k)
+
+
+def principal_components(F: PreparedFeatures, k: int) -> np.ndarray:
+    """Scores ``Xc V_k`` (N, k) on the top-k principal axes of ``Xc^T Xc`` (cached on ``F``).
+
+    Signs follow scikit-learn >= 1.5 (``svd_flip(u_based_decision=False)``): the largest-magnitude
+    entry of each principal axis is positive.
+    """
+    V = F.centred_eigh()[1][:, ::-1][:, :k]
     flip = np.sign(V[np.argmax(np.abs(V), axis=0), np.arange(k)])
     flip[flip == 0] = 1.0
-    return Xc @ (V * flip)
+    return F.centred() @ (V * flip)

@@ -7,7 +7,10 @@ Contract (relied upon by :mod:`evaluation`): every registered callable ``fn`` ha
 
 with ``features`` (N, D) float, ``labels`` (N,) int, ``label_embeddings`` (N, E, K) float (class
 embeddings already indexed by the labels, stacked over K encoders) and ``source_probs`` (N, Cs)
-softmax outputs. It returns a float; higher means better expected transfer.
+softmax outputs. It returns a float; higher means better expected transfer. ``features`` may also be
+a :class:`metrics.PreparedFeatures` and ``label_embeddings`` a :class:`metrics.PreparedLabelEmbeddings`
+(validated once, derived Gram matrices and eigendecompositions cached and shared between metrics);
+every metric gives the same value for either form, up to floating-point rounding.
 
 Adding a metric = one new module that decorates its entry point with :func:`register_metric`, plus
 importing that module in ``metrics/__init__.py``. Registering a name twice is an error.

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._linalg import logdet_identity_plus_gram
-from ._validation import check_features, check_labels, check_positive
+from ._linalg import logdet_identity_plus_gram, logdet_spd
+from ._prepared import prepare_features
+from ._validation import check_labels, check_positive
 from .registry import register_metric
 
 __all__ = ["transrate", "coding_rate"]
@@ -34,12 +35,18 @@ def coding_rate(Z: np.ndarray, eps: float = 1e-4) -> float:
 @register_metric("transrate", requires=("features", "labels"))
 def transrate(features, labels, *, eps: float = 1e-4) -> float:
     """TransRate score ``R(X) - mean_c R(X_c)`` (higher is better)."""
-    X = check_features(features)
-    enc = check_labels(labels, X.shape[0])
+    F = prepare_features(features)
+    enc = check_labels(labels, F.n_samples)
     eps = check_positive(eps, "eps")
-    Xc = X - X.mean(axis=0)
+    N, D = F.shape
     order = np.argsort(enc.index, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(enc.counts)])
-    Xs = Xc[order]
+    Xs = F.X[order] - F.mean()
     per_class = [coding_rate(Xs[bounds[c]:bounds[c + 1]], eps) for c in range(enc.n_classes)]
-    return float(coding_rate(Xc, eps) - np.mean(per_class))
+    if N > D:   # R(X) from the (cached, shared) centred Gram matrix
+        M = F.centred_gram() / (N * eps)
+        M[np.diag_indices_from(M)] += 1.0
+        r_all = 0.5 * logdet_spd(M)
+    else:
+        r_all = coding_rate(Xs, eps)     # row order does not change the Gram determinant
+    return float(r_all - np.mean(per_class))

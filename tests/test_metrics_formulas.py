@@ -182,11 +182,15 @@ def test_nleep_pca_and_default_match_the_published_pipeline():
 def test_parc_point_biserial_equals_scipy_spearman_with_and_without_ties():
     import scipy.stats
     from sklearn.decomposition import PCA
+    from metrics.nleep import principal_components
     rng = np.random.default_rng(11)
     X = rng.standard_normal((80, 12))
     y = rng.integers(0, 4, 80)
     for feats in (X, np.vstack([X[:40], X[:40]])):           # the second has tied RDM entries
-        F = PCA(n_components=12, random_state=0).fit_transform(feats)
+        # the metric's exact PCA: scikit-learn's axes and signs, but bitwise-equal rows for equal
+        # inputs (scikit-learn's SVD route breaks some of the exact ties of the duplicated rows)
+        F = principal_components(metrics.prepare_features(feats), 12)
+        np.testing.assert_allclose(F, PCA(n_components=12, random_state=0).fit_transform(feats), atol=1e-10)
         F = (F - F.mean(axis=0)) / F.std(axis=0)
         F -= F.mean(axis=1, keepdims=True)
         F /= np.linalg.norm(F, axis=1, keepdims=True)
