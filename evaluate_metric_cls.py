@@ -22,9 +22,11 @@ METRICS = None                           # None: every metric in metrics.list_me
 ENCODERS = ("clip", "bert", "gpt2")      # text encoders of the label embeddings (EMMS: CLIP, BERT, GPT-2)
 CACHE_DIR = ROOT / "cache"
 RESULTS_DIR = str(ROOT / "results" / "{group}")
+N_JOBS = 1                               # models scored at once in worker processes (e.g. the core count)
 
 DEFAULTS = ScriptDefaults(task="classification", group=GROUP, models=MODELS, datasets=DATASETS, metrics=METRICS,
-                          encoders=ENCODERS, cache_dir=CACHE_DIR, results_dir=RESULTS_DIR)
+                          encoders=ENCODERS, cache_dir=CACHE_DIR, results_dir=RESULTS_DIR,
+                          n_jobs=N_JOBS)
 
 if __name__ == "__main__":
     raise SystemExit(main(DEFAULTS, description=__doc__.splitlines()[0]))

@@ -35,6 +35,7 @@ class ScriptDefaults:
     results_dir: str
     stack_method: str = "project"
     random_state: int = 0
+    n_jobs: int = 1
 
 
 def build_parser(defaults: ScriptDefaults, description: str) -> argparse.ArgumentParser:
@@ -54,6 +55,8 @@ def build_parser(defaults: ScriptDefaults, description: str) -> argparse.Argumen
     p.add_argument("--stack-method", default=defaults.stack_method,
                    help="how label embeddings of different widths are stacked (Label_embedding.stack_label_embeddings)")
     p.add_argument("--random-state", type=int, default=defaults.random_state)
+    p.add_argument("--n-jobs", type=int, default=defaults.n_jobs,
+                   help="models scored at once in worker processes (one BLAS thread each); e.g. the number of cores")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -74,7 +77,7 @@ def main(defaults: ScriptDefaults, description: str, argv: Optional[Sequence[str
         result = evaluate(args.cache_dir, results_dir, datasets=datasets, models=args.models, metrics=args.metrics,
                           encoders=tuple(args.encoders), task=defaults.task, ground_truth=truth,
                           group=group if truth is not None else None, stack_method=args.stack_method,
-                          random_state=args.random_state, progress=not args.quiet)
+                          random_state=args.random_state, progress=not args.quiet, n_jobs=args.n_jobs)
     except CacheMissingError as exc:  # a user-facing condition: the message names every missing file
         raise SystemExit(f"error: {exc}") from None
     written = save_results(result, results_dir)

@@ -17,8 +17,10 @@ any other missing file raises :class:`data.cache.CacheMissingError` naming every
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
@@ -147,18 +149,86 @@ def _preflight(inputs: DatasetInputs, models: Sequence[str], fns: Mapping[str, C
     return skipped
 
 
+@dataclass(frozen=True)
+class _InputSpec:
+    """What a worker process needs to rebuild a :class:`DatasetInputs` (picklable)."""
+
+    root: str
+    dataset: str
+    encoders: Tuple[str, ...]
+    label_source: str
+    stack_method: str
+    random_state: int
+
+    def build(self) -> DatasetInputs:
+        return DatasetInputs(CacheLayout(self.root), self.dataset, encoders=self.encoders,
+                             label_source=self.label_source, stack_method=self.stack_method,
+                             random_state=self.random_state)
+
+
+#: one DatasetInputs per worker process and dataset, so a worker prepares the label embeddings once
+_WORKER_INPUTS: Dict[_InputSpec, DatasetInputs] = {}
+
+
+def _score_model(inputs: DatasetInputs, model: str, fns: Mapping[str, Callable]) -> Dict[str, tuple]:
+    """Compute every metric in ``fns`` for ``model``: ``{name: ("score", value, seconds)}`` or
+    ``{name: ("skipped", reason)}`` for a :class:`metrics.DegenerateInputError`. The metrics share one
+    :class:`metrics.PreparedFeatures`, so the seconds of the first metric that needs a Gram matrix or
+    an eigendecomposition include computing it."""
+    out: Dict[str, tuple] = {}
+    for name, fn in fns.items():
+        kwargs = inputs.for_metric(fn.requires, model, prepared=True)
+        start = time.perf_counter()
+        try:
+            value = fn(**kwargs)
+        except metrics_lib.DegenerateInputError as exc:
+            # valid input on which this metric is undefined (e.g. unregularised EMMS with D >= N):
+            # record the pair as skipped, with the reason, and go on with the others
+            out[name] = ("skipped", str(exc).split(". ")[0])
+            continue
+        except Exception as exc:
+            exc.add_note(f"while computing metric {name!r} for model {model!r} on dataset {inputs.dataset!r}")
+            raise
+        elapsed = time.perf_counter() - start
+        try:
+            score = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"metric {name!r} returned {type(value).__name__} for {inputs.dataset}/{model}; "
+                            "expected a float") from None
+        out[name] = ("score", score, elapsed)
+    return out
+
+
+def _worker_init() -> None:
+    # one BLAS thread per worker: n_jobs workers share the cores instead of oversubscribing them
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=1)
+
+
+def _worker_score_model(spec: _InputSpec, model: str, fns: Mapping[str, Callable]) -> Dict[str, tuple]:
+    if spec not in _WORKER_INPUTS:
+        _WORKER_INPUTS.clear()
+        _WORKER_INPUTS[spec] = spec.build()
+    return _score_model(_WORKER_INPUTS[spec], model, fns)
+
+
 def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], fns: Mapping[str, Callable], *,
                      cache: ScoreCache, encoders: Sequence[str] = (), label_source: str = "class_names",
                      stack_method: str = "project", random_state: int = 0,
                      ground_truth: Optional[Mapping[str, float]] = None, progress: bool = True,
-                     log: Callable[[str], None] = tqdm.write) -> DatasetResult:
+                     log: Callable[[str], None] = tqdm.write, n_jobs: int = 1) -> DatasetResult:
     """Score every model of ``dataset`` with every metric in ``fns`` (name -> callable).
 
     Scores already in ``cache`` with unchanged inputs are reused; the rest are computed, timed and
-    stored immediately. Models are the outer loop so each model's features are loaded once.
+    stored as each model finishes. One model's metrics run together on one
+    :class:`metrics.PreparedFeatures`, so they share Gram matrices and eigendecompositions.
+    ``n_jobs > 1`` scores that many models at once in worker processes (one BLAS thread each);
+    the scores are the same as with ``n_jobs=1``.
     """
     if len(models) < 1 or len(set(models)) != len(models):
         raise ValueError(f"dataset {dataset!r}: models must be a non-empty list without repeats, got {list(models)}")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
     inputs = DatasetInputs(layout, dataset, encoders=encoders, label_source=label_source,
                            stack_method=stack_method, random_state=random_state)
     if ground_truth is not None and any(m not in ground_truth for m in models):
@@ -168,41 +238,59 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
                            scores={m: {} for m in fns}, seconds={m: {} for m in fns}, skipped=skipped,
                            ground_truth=None if ground_truth is None else {m: float(ground_truth[m]) for m in models})
     pairs = [(model, name) for model in models for name in fns if model not in skipped.get(name, {})]
-    bar = tqdm(pairs, desc=f"scores[{dataset}]", unit="score", disable=not progress, leave=False)
-    for model, name in bar:
+    entries: Dict[Tuple[str, str], ScoreEntry] = {}
+    todo: Dict[str, Dict[str, Tuple[str, str]]] = {}       # model -> {metric: (score key, fingerprint)}
+    for model, name in pairs:
         fn = fns[name]
         key = score_key(model, name, label_setup=_label_setup(fn.requires, inputs))
         fingerprint = inputs.fingerprint(fn.requires, model)
         entry = cache.get(key, fingerprint)
         if entry is None:
-            bar.set_postfix_str(f"{model}/{name}")
-            kwargs = inputs.for_metric(fn.requires, model, prepared=True)
-            start = time.perf_counter()
-            try:
-                value = fn(**kwargs)
-            except metrics_lib.DegenerateInputError as exc:
-                # valid input on which this metric is undefined (e.g. unregularised EMMS with D >= N):
-                # record the pair as skipped, with the reason, and go on with the others
-                reason = str(exc).split(". ")[0]
-                result.skipped.setdefault(name, {})[model] = reason
-                log(f"note: {dataset}: skipping metric {name!r} for model {model!r}: {reason}")
+            todo.setdefault(model, {})[name] = (key, fingerprint)
+        else:
+            entries[model, name] = entry
+            result.reused += 1
+
+    def store(model: str, outcome: Dict[str, tuple]) -> None:
+        for name, item in outcome.items():
+            if item[0] == "skipped":
+                result.skipped.setdefault(name, {})[model] = item[1]
+                log(f"note: {dataset}: skipping metric {name!r} for model {model!r}: {item[1]}")
                 continue
-            except Exception as exc:
-                exc.add_note(f"while computing metric {name!r} for model {model!r} on dataset {dataset!r}")
-                raise
-            elapsed = time.perf_counter() - start
-            try:
-                score = float(value)
-            except (TypeError, ValueError):
-                raise TypeError(f"metric {name!r} returned {type(value).__name__} for {dataset}/{model}; "
-                                "expected a float") from None
+            key, fingerprint = todo[model][name]
+            fn = fns[name]
             used_encoders = tuple(inputs.encoders) if "label_embeddings" in fn.requires else ()
-            entry = ScoreEntry(model=model, metric=name, encoders=used_encoders, score=score, seconds=elapsed,
+            entry = ScoreEntry(model=model, metric=name, encoders=used_encoders, score=item[1], seconds=item[2],
                                fingerprint=fingerprint)
             cache.put(key, entry)
+            entries[model, name] = entry
             result.computed += 1
-        else:
-            result.reused += 1
+
+    bar = tqdm(total=sum(len(v) for v in todo.values()), desc=f"scores[{dataset}]", unit="score",
+               disable=not progress, leave=False)
+    jobs = {model: {name: fns[name] for name in names} for model, names in todo.items()}
+    if n_jobs == 1 or len(jobs) < 2:
+        for model, model_fns in jobs.items():
+            bar.set_postfix_str(model)
+            store(model, _score_model(inputs, model, model_fns))
+            bar.update(len(model_fns))
+    else:
+        spec = _InputSpec(str(layout.root), dataset, tuple(encoders), label_source, stack_method, int(random_state))
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=context,
+                                 initializer=_worker_init) as pool:
+            futures = {pool.submit(_worker_score_model, spec, model, model_fns): model
+                       for model, model_fns in jobs.items()}
+            for future in as_completed(futures):
+                model = futures[future]
+                store(model, future.result())
+                bar.set_postfix_str(model)
+                bar.update(len(jobs[model]))
+    bar.close()
+    for model, name in pairs:                              # fill in the caller's (model, metric) order
+        entry = entries.get((model, name))
+        if entry is None:
+            continue                                       # skipped (degenerate input)
         if not math.isfinite(entry.score):
             log(f"note: {dataset}: metric {name!r} gave a non-finite score ({entry.score}) for model {model!r}")
         result.scores[name][model] = entry.score
@@ -215,7 +303,7 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
              encoders: Sequence[str] = (), task: str = "classification",
              ground_truth: Optional[Mapping[str, Mapping[str, float]]] = None, group: Optional[str] = None,
              stack_method: str = "project", random_state: int = 0, progress: bool = True,
-             log: Callable[[str], None] = tqdm.write) -> EvaluationResult:
+             log: Callable[[str], None] = tqdm.write, n_jobs: int = 1) -> EvaluationResult:
     """Score ``models`` x ``metrics`` on every dataset; resumable through ``results_dir/scores/``.
 
     Parameters
@@ -232,6 +320,7 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
     stack_method, random_state : how label embeddings of different widths are stacked.
     progress : show tqdm bars.
     log : receives the notes (skipped pairs, non-finite scores); default ``tqdm.write`` (stdout).
+    n_jobs : models scored at once in worker processes (see :func:`evaluate_dataset`).
     """
     spec = get_task(task)
     if not datasets:
@@ -261,5 +350,5 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
                                       label_source=spec.label_source, stack_method=stack_method,
                                       random_state=random_state,
                                       ground_truth=None if ground_truth is None else ground_truth[d],
-                                      progress=progress, log=log)
+                                      progress=progress, log=log, n_jobs=n_jobs)
     return EvaluationResult(datasets=results, task=spec.name, encoders=tuple(encoders), group=group)

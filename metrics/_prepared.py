@@ -278,17 +278,19 @@ def _leading_dim(label_embeddings) -> int:
     return np.shape(label_embeddings)[0] if np.ndim(label_embeddings) else 0
 
 
-def _distinct_rows(A: np.ndarray):
+def _distinct_rows(A: np.ndarray, probe: np.ndarray | None = None):
     """``(first (U,), index (N,), counts (U,))`` grouping identical rows of ``A`` (N, M), or None.
 
-    Rows are hashed by a fixed random projection; equal rows get equal hashes. The grouping is
+    Rows are hashed by a projection on ``probe`` (M,) (default: fixed random); equal rows get equal
+    hashes. The grouping is
     verified exactly (every row equals its group's first row); if two different rows collide, or
     there are more than ``GROUPING_MAX_FRACTION * N`` groups, None is returned (no grouping).
     """
     N, M = A.shape
     if N < 4:
         return None
-    probe = np.random.default_rng(20231).standard_normal(M)
+    if probe is None:
+        probe = np.random.default_rng(20231).standard_normal(M)
     keys = A @ probe
     _, first, index, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
     if first.size > GROUPING_MAX_FRACTION * N:

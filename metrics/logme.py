@@ -139,17 +139,21 @@ def _max_log_evidence(F: PreparedFeatures, rows, index, counts, *, tol: float, m
             raise ValueError(f"labels has identically zero target column(s) {zero[:10].tolist()}; "
                              "their evidence is unbounded")
 
-    def project(A: np.ndarray) -> np.ndarray:
-        """``A^T Y`` for A (N, k), via per-group sums of the rows of A when targets repeat."""
+    def project(A: np.ndarray, B: np.ndarray | None = None) -> np.ndarray:
+        """``B^T A^T Y`` for A (N, k) (B = identity if None), via per-group sums of the rows of A
+        when targets repeat; ordered so the widest product is (k, U) x (U, T) when U < N."""
         if index is None:
-            return A.T @ rows
-        sums = class_sums(A, index, len(weights))                    # (U, k)
-        return sums.T if rows is None else sums.T @ rows
+            AtY = A.T @ rows
+            return AtY if B is None else B.T @ AtY
+        sums = class_sums(A, index, len(weights)).T                  # (k, U) = A^T (group indicator)
+        if B is not None:
+            sums = B.T @ sums
+        return sums if rows is None else sums @ rows
 
     sigma, vecs, side = F.gram_eigh()
     if side == "primal":
         # z_i = v_i^T X^T y = s_i x_i  (D, T)
-        z = vecs.T @ project(F.X)
+        z = project(F.X, vecs)
         positive = sigma > 0
         x2 = np.zeros_like(z)
         x2[positive] = z[positive] ** 2 / sigma[positive, None]

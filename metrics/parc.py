@@ -71,13 +71,26 @@ def parc(features, labels, *, n_dims: int = 32, max_samples: int = PARC_MAX_SAMP
         raise ValueError("PARC: a sample has constant reduced features (correlation undefined); "
                          "use n_dims >= 2 and non-degenerate features")
     P /= norms
-    n = P.shape[0]
-    iu = np.triu_indices(n, 1)
-    rdm_f = (1.0 - P @ P.T)[iu]
+    rdm_f, diff = _upper_triangles(P, y)
     del P
-    diff = y[iu[0]] != y[iu[1]]
-    del iu
     return 100.0 * spearman_two_valued(rdm_f, diff)
+
+
+def _upper_triangles(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Strict upper triangles, row by row, of ``RDM_f = 1 - P P^T`` (m,) and of ``y_i != y_j`` (m,),
+    ``m = n (n - 1) / 2``, filled by contiguous row slices (no (2, m) index arrays)."""
+    n = P.shape[0]
+    gram = P @ P.T
+    m = n * (n - 1) // 2
+    rdm = np.empty(m)
+    diff = np.empty(m, dtype=bool)
+    pos = 0
+    for i in range(n - 1):
+        width = n - 1 - i
+        np.subtract(1.0, gram[i, i + 1:], out=rdm[pos:pos + width])
+        np.not_equal(y[i + 1:], y[i], out=diff[pos:pos + width])
+        pos += width
+    return rdm, diff
 
 
 def spearman_two_valued(values: np.ndarray, indicator: np.ndarray) -> float:

@@ -263,3 +263,34 @@ def test_non_finite_scores_give_nan_measures_not_a_crash():
     r = _result({"m": {"a": 1.0, "b": float("nan"), "c": 0.0}}, {"a": 3.0, "b": 2.0, "c": 1.0})
     t = ranking_table(r)
     assert np.isnan(t.loc["m", "kendall_tau"]) and t.loc["m", "top1_model"] == ""
+
+
+def test_parallel_workers_give_the_same_scores_as_serial(cls_cache, tmp_path):
+    """``n_jobs=2`` scores models in worker processes; every score, skip and note must match the
+    serial run (the metrics are deterministic), and the caller's model order is kept."""
+    root, truth = cls_cache
+    kwargs = dict(datasets=list(DATASETS), models=list(QUALITY), metrics=["emms", "logme", "hscore", "leep"],
+                  encoders=tuple(ENCODERS), ground_truth=_truth(DATASETS), progress=False, log=lambda _: None)
+    serial = evaluate(root, tmp_path / "serial", n_jobs=1, **kwargs)
+    parallel = evaluate(root, tmp_path / "parallel", n_jobs=2, **kwargs)
+    for d in DATASETS:
+        a, b = serial.datasets[d], parallel.datasets[d]
+        assert a.scores == b.scores and a.skipped == b.skipped
+        assert [list(v) for v in a.scores.values()] == [list(v) for v in b.scores.values()]
+    assert parallel.computed == serial.computed == 2 * (4 * 4 - 1)
+    with pytest.raises(ValueError, match="n_jobs"):
+        evaluate(root, tmp_path / "bad", n_jobs=0, **kwargs)
+
+
+def test_prepared_inputs_are_shared_per_model(cls_cache):
+    root, _ = cls_cache
+    inputs = DatasetInputs(CacheLayout(root), "alpha", encoders=tuple(ENCODERS))
+    a = inputs.for_metric(("features", "label_embeddings"), "good", prepared=True)
+    b = inputs.for_metric(("features", "labels"), "good", prepared=True)
+    assert isinstance(a["features"], metrics.PreparedFeatures) and a["features"] is b["features"]
+    assert isinstance(a["label_embeddings"], metrics.PreparedLabelEmbeddings)
+    # class-name embeddings are indexed by the labels: 4 distinct rows for 160 samples
+    assert a["label_embeddings"].grouped and a["label_embeddings"].rows.shape[0] == 4
+    other = inputs.for_metric(("features",), "weak", prepared=True)["features"]
+    assert other is not a["features"]
+    np.testing.assert_array_equal(other.X, inputs.features("weak"))
