@@ -206,7 +206,7 @@ def _gram_terms(F: PreparedFeatures, Ys: PreparedLabelEmbeddings, ridge: float |
     N, E, K = Ys.shape
     H = Ys.embedding_gram()
     A = F.standardised_gram()                                   # (D, D) X_s^T X_s, read-only (shared)
-    B = Ys.cross(F, scale=F.zscore_scale(), centred=True)       # (D, E K), column e*K + k = X_s^T Y_k[:, e]
+    B = _CrossProduct(F, Ys)                                    # X_s^T Y (D, E K), possibly factored
     D = A.shape[0]
     if ridge == RIDGE_AUTO:
         ridge = _evidence_ridge(F, B, float(np.trace(H)), N)
@@ -225,21 +225,54 @@ def _gram_terms(F: PreparedFeatures, Ys: PreparedLabelEmbeddings, ridge: float |
                 "the least-squares fit of every label embedding is exact and the score is 0 for every model. "
                 "Use more samples than feature dimensions, reduce D (e.g. PCA), or pass ridge=<lam> "
                 "for a ridge-regularised w-step.")
-        C = scipy.linalg.solve_triangular(np.tril(L[:rank, :rank]), B[piv[:rank] - 1], lower=True,
+        C = scipy.linalg.solve_triangular(np.tril(L[:rank, :rank]), B.left[piv[:rank] - 1], lower=True,
                                           check_finite=False)
-        Q = _block_gram(C, E, K)
+        Q = B.block_gram(C)
         return H, Q, Q, ridge
     lam = ridge * N
     A = A + lam * np.eye(D)
     L = scipy.linalg.cholesky(A, lower=True, overwrite_a=True, check_finite=False)
-    C = scipy.linalg.solve_triangular(L, B, lower=True, check_finite=False)
-    Q = _block_gram(C, E, K)
+    C = scipy.linalg.solve_triangular(L, B.left, lower=True, check_finite=False)
+    Q = B.block_gram(C)
     # S^2 = S - lam X M^2 X^T with M = (X^T X + lam I)^-1:  Y^T X M^2 X^T Y = ||L^-T C||^2 blockwise
     M_B = scipy.linalg.solve_triangular(L, C, lower=True, trans="T", check_finite=False)
-    return H, Q, Q - lam * _block_gram(M_B, E, K), ridge
+    return H, Q, Q - lam * B.block_gram(M_B), ridge
 
 
-def _evidence_ridge(F: PreparedFeatures, B: np.ndarray, y_sq: float, N: int) -> float:
+class _CrossProduct:
+    """``B = X_s^T Y_s`` (D, E K) of the z-scored features and label embeddings, kept factored as
+    ``B = left @ R`` when the label embeddings have U < E K distinct rows: ``left = X_s^T P`` (D, U)
+    (group sums, P the N x U group indicator) and ``R`` (U, E K) the distinct rows. Every use of B
+    here is ``block_gram(T B)`` for a linear map T, and ``(T left) R`` only needs U-column solves and
+    U x U products. Otherwise ``left = B`` and ``R = None`` (identity)."""
+
+    def __init__(self, F: PreparedFeatures, Ys: PreparedLabelEmbeddings):
+        _, self.E, self.K = Ys.shape
+        U = Ys.rows.shape[0]
+        scale = F.zscore_scale()
+        if Ys.grouped and U < self.E * self.K:
+            self.left = F.group_sums(Ys.index, U, centred=True).T / scale[:, None]
+            self.R = Ys.rows.reshape(U, self.E * self.K)
+        else:
+            self.left = Ys.cross(F, scale=scale, centred=True)
+            self.R = None
+
+    def block_gram(self, C: np.ndarray) -> np.ndarray:
+        """``_block_gram(C R)`` (K, K) for ``C = T left`` (r, U) (or ``C = T B`` if not factored)."""
+        if self.R is None:
+            return _block_gram(C, self.E, self.K)
+        MR = (C.T @ C) @ self.R                                 # (U, E K)
+        return np.einsum("uk,ul->kl", self.R.reshape(-1, self.K), MR.reshape(-1, self.K))
+
+    def row_sq_norms(self, T: np.ndarray) -> np.ndarray:
+        """``sum_j (T B)_ij^2`` (r,) for a map ``T`` (r, D)."""
+        TL = T @ self.left
+        if self.R is None:
+            return np.einsum("ij,ij->i", TL, TL)
+        return np.einsum("iu,iu->i", TL @ (self.R @ self.R.T), TL)
+
+
+def _evidence_ridge(F: PreparedFeatures, B: _CrossProduct, y_sq: float, N: int) -> float:
     """Ridge (penalty ``ridge * N * ||w||^2``) maximising the pooled evidence of the label columns.
 
     ``A = X_s^T X_s`` (D, D) of the z-scored features (its eigendecomposition
@@ -256,8 +289,7 @@ def _evidence_ridge(F: PreparedFeatures, B: np.ndarray, y_sq: float, N: int) -> 
     if rank == 0:                      # constant features: nothing to fit, the null model
         return np.inf
     sigma = sigma[positive]
-    Z = V[:, positive].T @ B           # (r, T): v_i^T X^T y_j = sqrt(sigma_i) u_i^T y_j
-    x2 = np.einsum("ij,ij->i", Z, Z) / sigma
+    x2 = B.row_sq_norms(V[:, positive].T) / sigma     # v_i^T X^T y_j = sqrt(sigma_i) u_i^T y_j
     spans = rank >= n_obs
     outside = 0.0 if spans else max(y_sq - float(x2.sum()), 0.0)
     _, t = maximise_evidence(sigma, x2[:, None], np.array([outside]), n_obs, tol=EVIDENCE_TOL,
