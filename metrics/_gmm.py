@@ -289,28 +289,21 @@ class _ExpectationMaximisation:
         means /= nk[:, None]
         ptr = resp.segments()
         prec_chol = np.empty((K, d, d), dtype=dtype)
-        trtri = scipy.linalg.get_lapack_funcs("trtri", dtype=dtype)
+        potrf, trtri = scipy.linalg.get_lapack_funcs(("potrf", "trtri"), dtype=dtype)
         bounds = [] if self.prune else None
-        chunk = max(1, min(K, CHUNK_ELEMENTS // (d * d)))
-        for k0 in range(0, K, chunk):
-            k1 = min(K, k0 + chunk)
-            cov = np.zeros((k1 - k0, d, d), dtype=dtype)
-            for k in range(k0, k1):
-                rows, w = resp.rows[ptr[k]:ptr[k + 1]], resp.value[ptr[k]:ptr[k + 1]]
-                diff = X[rows] - means[k]
-                cov[k - k0] = ((w * diff.T) @ diff) / nk[k]
-                cov[k - k0].flat[::d + 1] += reg_covar
-                if bounds is not None:
-                    bounds.append(_span_bound(diff, w / nk[k], float(np.trace(cov[k - k0])), reg_covar))
-            try:
-                chol = np.linalg.cholesky(cov)
-            except np.linalg.LinAlgError:
-                raise ValueError(_not_pd_message(dtype)) from None
-            for j in range(k1 - k0):
-                inv, info = trtri(chol[j], lower=1)
-                if info != 0:
-                    raise ValueError(_not_pd_message(dtype))
-                prec_chol[k0 + j] = inv.T
+        for k in range(K):
+            rows, w = resp.rows[ptr[k]:ptr[k + 1]], resp.value[ptr[k]:ptr[k + 1]]
+            diff = X[rows] - means[k]
+            cov = ((w * diff.T) @ diff) / nk[k]
+            cov.flat[::d + 1] += reg_covar
+            if bounds is not None:
+                bounds.append(_span_bound(diff, w / nk[k], float(np.trace(cov)), reg_covar))
+            chol, info = potrf(cov, lower=1, clean=1, overwrite_a=1)   # scipy.linalg.cholesky's call
+            if info == 0:
+                inv, info = trtri(chol, lower=1, overwrite_c=1)          # L^{-1}, upper triangle 0
+            if info != 0:
+                raise ValueError(_not_pd_message(dtype))
+            prec_chol[k] = inv.T
         log_det = np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
         return _Mixture(nk=nk, log_weights=self._log_weights(nk, normalise_weights), means=means,
                         prec_chol=prec_chol, log_det=log_det,
@@ -335,14 +328,15 @@ class _ExpectationMaximisation:
         X, K = self.X, self.K
         N, d = X.shape
         const = mixture.log_det + mixture.log_weights - 0.5 * d * math.log(2 * math.pi)
-        upper = const - 0.5 * self._mahalanobis_lower_bounds(mixture)              # (N, K)
+        upper = self._mahalanobis_lower_bounds(mixture) * -0.5                      # (N, K)
+        upper += const
         first = np.argmax(upper, axis=1)
         probe = _Responsibilities(comp=first, rows=np.arange(N), n_components=K)
         best = np.empty(N)
         best[probe.rows] = _pair_weighted_log_prob(X, mixture, probe)
         keep = upper >= (best - UNDERFLOW_MARGIN)[:, None]
         keep[np.arange(N), first] = True
-        comp, rows = np.nonzero(keep.T)                                              # component-major
+        rows, comp = np.nonzero(keep)
         pairs = _Responsibilities(comp=comp, rows=rows, n_components=K)
         wlp = _pair_weighted_log_prob(X, mixture, pairs)
         log_norm = _segment_logsumexp(wlp, pairs.rows, N)
@@ -419,19 +413,28 @@ def _fill_mahalanobis_lower_bounds(X, mixture: _Mixture, comps: np.ndarray, out:
     # component blocks whose distance and projection temporaries stay within CHUNK_ELEMENTS
     cost = 1 + lens[comps]
     block_of = np.cumsum(cost) // max(1, CHUNK_ELEMENTS // N)
+    shrink = 1.0 - 64 * d * eps                    # relative rounding of the products below
     for block in np.unique(block_of):
         ks = comps[block_of == block]
         mu = mixture.means[ks]
-        mu_sq = np.einsum("kd,kd->k", mu, mu)
-        dist = (x_sq[:, None] + mu_sq) - 2.0 * (X @ mu.T)
-        slack = (8 * (d + 2) * eps) * (x_sq[:, None] + mu_sq)
-        dist -= slack
-        perp = dist - _span_sq_norms(X, mixture, ks)
+        # ||x - mu||^2 = ||x||^2 + ||mu||^2 - 2 x.mu, lowered by its rounding error 8 (d + 2) eps (...)
+        lowered = 1.0 - 8 * (d + 2) * eps
+        dist = X @ mu.T
+        dist *= -2.0
+        dist += lowered * x_sq[:, None]
+        dist += lowered * np.einsum("kd,kd->k", mu, mu)
+        spans = np.flatnonzero(bound.perp_coef[ks])
+        sel = slice(None) if spans.size == ks.size else spans       # a view when every one has a span
+        if spans.size:
+            perp = _span_sq_norms(X, mixture, ks[spans])
+            np.subtract(dist[:, sel], perp, out=perp)
+            np.maximum(perp, 0.0, out=perp)
+            perp *= shrink * bound.perp_coef[ks[spans]]
         np.maximum(dist, 0.0, out=dist)
-        np.maximum(perp, 0.0, out=perp)
-        lower = dist * bound.inv_trace[ks] + perp * bound.perp_coef[ks]
-        lower *= 1.0 - 64 * d * eps
-        out[:, ks] = lower
+        dist *= shrink * bound.inv_trace[ks]
+        if spans.size:
+            dist[:, sel] += perp
+        out[:, ks] = dist
 
 
 def _span_sq_norms(X, mixture: _Mixture, ks: np.ndarray) -> np.ndarray:
