@@ -44,12 +44,16 @@ almost every r_ik is exactly 0.0 in float64):
 
   The bound. Write S_k = A + B + reg I, A = W^T W with W the rows sqrt(r_ik / n_k) (z_i - mu_k),
   and keep in A the leading singular directions of W, Q_k (d, q_k) orthonormal, moving the
-  discarded tail (trace delta_k <= 1e-3 reg) into B <= delta_k I. With c_k = reg + delta_k (plus a
-  rounding allowance) and t_k = tr(S_k) >= lambda_max(S_k), for v = z - mu_k::
+  discarded tail (trace delta_k <= 1e-3 reg) into B <= delta_k I. Then S_k <= M = A + c_k I with
+  c_k = reg + delta_k (plus a rounding allowance), every eigenvalue of M is <= t_k = tr(S_k) + c_k
+  and M = c_k I off span(Q_k), so S_k^{-1} >= M^{-1} >= I / t_k + (1/c_k - 1/t_k)(I - Q_k Q_k^T):
+  for v = z - mu_k ::
 
       v^T S_k^{-1} v  >=  ||v||^2 / t_k  +  (1/c_k - 1/t_k) (||v||^2 - ||Q_k^T v||^2)
 
-  (the second term is used when q_k <= d/2, so projecting costs at most half an exact evaluation).
+  (the second term is used when q_k <= d/2, so projecting costs at most half an exact evaluation;
+  otherwise 1/t_k with t_k = tr(S_k) >= lambda_max(S_k)). Both products are lowered by their own
+  rounding error (the cancellation in ||z||^2 - 2 z.mu + ||mu||^2).
   With few samples per component S_k is rank-deficient up to reg = 1e-6: a sample outside the
   component's affine span is >> 1600 Mahalanobis units away and is pruned.
 * Repeated work: EM on NLEEP's data usually freezes after one step (each component keeps exactly
@@ -261,7 +265,7 @@ class _ExpectationMaximisation:
         self.prune = X.dtype == np.float64
         self._last_m = None      # (responsibilities, normalise_weights, mixture)
         self._last_e = None      # (mixture, (responsibilities, log_norm))
-        self._bounds = None      # (mixture whose bounds these are, (N, K) Mahalanobis lower bounds)
+        self._bounds = None      # (means, _SpanBound, (N, K) Mahalanobis lower bounds) of the last call
 
     # ---------------------------------------------------------------- M-step
     def m_step(self, resp: _Responsibilities, *, normalise_weights: bool) -> _Mixture:
@@ -353,11 +357,11 @@ class _ExpectationMaximisation:
             lower = np.empty((self.X.shape[0], self.K))
             todo = np.arange(self.K)
         else:
-            previous, lower = self._bounds
-            todo = np.flatnonzero(~mixture.bound.unchanged(mixture.means, previous.bound, previous.means))
+            means, bound, lower = self._bounds
+            todo = np.flatnonzero(~mixture.bound.unchanged(mixture.means, bound, means))
         if todo.size:
             _fill_mahalanobis_lower_bounds(self.X, mixture, todo, lower)
-        self._bounds = (mixture, lower)
+        self._bounds = (mixture.means, mixture.bound, lower)
         return lower
 
 
@@ -375,7 +379,7 @@ def _span_bound(diff, scale, trace: float, reg_covar: float):
     s, d = diff.shape
     eps = np.finfo(np.float64).eps
     if s > d:
-        return 1.0 / trace, 0.0, None
+        return 1.0 / trace, 0.0, None              # 1/t with t = tr(S_k) >= lambda_max(S_k)
     if s:
         _, sing, vt = np.linalg.svd(np.sqrt(scale)[:, None] * diff, full_matrices=False)
         tail = np.cumsum((sing ** 2)[::-1])                        # energy of the smallest directions
@@ -387,9 +391,10 @@ def _span_bound(diff, scale, trace: float, reg_covar: float):
     # rounding allowance: the computed S_k and its Cholesky factor are exact for a matrix within
     # about d eps tr(S_k) (backward error); the SVD's within eps ||W||^2 <= eps tr(S_k)
     c = (reg_covar + delta) * (1 + 1e-9) + 64 * d * eps * trace
-    if rank > d // 2 or c >= trace:
-        return 1.0 / trace, 0.0, None
-    return 1.0 / trace, 1.0 / c - 1.0 / trace, (vt[:rank].T if rank else None)
+    t = trace + c                                  # >= lambda_max(A + c I) = mu_max + c
+    if rank > d // 2 or not c > 0:
+        return 1.0 / t, 0.0, None
+    return 1.0 / t, 1.0 / c - 1.0 / t, (vt[:rank].T if rank else None)
 
 
 def _stack_bounds(bounds, d: int) -> _SpanBound:
