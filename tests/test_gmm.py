@@ -180,3 +180,21 @@ def test_pruning_bound_is_a_lower_bound(N, d, K, seed):
         if mixture is hard and N / K <= d / 4:
             # few samples per component: most pairs are certified > 1600 units away (prunable)
             assert np.mean(lower > 1600) > 0.5
+
+
+def test_bound_reuse_detects_exactly_the_changed_components():
+    """A component's cached bound column is reused only when its mean and span data are identical."""
+    X, _ = _class_data(300, 12, 10, seed=14)
+    K = 60
+    labels = np.arange(300) % K
+    em = _ExpectationMaximisation(X, K, 1e-6)
+    resp = _Responsibilities(comp=labels, rows=np.arange(300), n_components=K, value=np.ones(300))
+    a = em.m_step(resp, normalise_weights=False)
+    moved = labels.copy()
+    moved[[0, 1]] = moved[[1, 0]]                               # samples 0 and 1 swap components 0 and 1
+    b = _ExpectationMaximisation(X, K, 1e-6).m_step(
+        _Responsibilities(comp=moved, rows=np.arange(300), n_components=K, value=np.ones(300)),
+        normalise_weights=False)
+    same = b.bound.unchanged(b.means, a.bound, a.means)
+    np.testing.assert_array_equal(np.flatnonzero(~same), [0, 1])
+    assert a.bound.unchanged(a.means, a.bound, a.means).all()
