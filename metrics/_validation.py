@@ -77,6 +77,7 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
 
 def check_features(features, name: str = "features", *, min_samples: int = 2) -> np.ndarray:
     """Return ``features`` as a finite float64 ``(N, D)`` array (no copy if already float64)."""
+    raw = features if isinstance(features, np.ndarray) else None
     X = _as_float_array(features, name)
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (N samples x D dims), got shape {X.shape}")
@@ -84,7 +85,8 @@ def check_features(features, name: str = "features", *, min_samples: int = 2) ->
         raise ValueError(f"{name} is empty (shape {X.shape})")
     if X.shape[0] < min_samples:
         raise ValueError(f"{name} needs at least {min_samples} samples, got {X.shape[0]}")
-    _check_finite(X, name)
+    # float16/32 -> float64 conversion keeps (non-)finiteness: check the smaller original array
+    _check_finite(raw if raw is not None and raw.dtype.kind == "f" else X, name)
     return X
 
 
