@@ -32,7 +32,7 @@ def score_models(model_names: Sequence[str], dataset_names: Sequence[str], *,
                  classnames: Optional[Mapping[str, Sequence[str]]] = None,
                  templates: str | Sequence[str] = "photo", batch_size: int = 64, device=None,
                  random_state: int = 0, progress: bool = True,
-                 log: Callable[[str], None] = print) -> EvaluationResult:
+                 log: Callable[[str], None] = print, n_jobs: int = 1) -> EvaluationResult:
     """Extract, embed and score; returns the :class:`EvaluationResult` (tables via :mod:`evaluation.tables`).
 
     Parameters
@@ -46,6 +46,7 @@ def score_models(model_names: Sequence[str], dataset_names: Sequence[str], *,
     split, n_per_class, random_state : which images are scored (per-class subsample, seeded).
     classnames : ``{dataset: class names}`` overriding ``data.get_classnames`` (user data).
     templates : prompt templates of the class-name embeddings (``Label_embedding.embed``).
+    n_jobs : models scored at once in worker processes (:func:`evaluation.evaluate`).
     """
     from Label_embedding.embed import write_label_embeddings
     from models.pipeline import extract_to_cache
@@ -66,4 +67,4 @@ def score_models(model_names: Sequence[str], dataset_names: Sequence[str], *,
             write_label_embeddings(d, enc, cache_dir, classnames=names, templates=templates, progress=progress)
     return evaluate(cache_dir, results_dir, datasets=list(dataset_names), models=list(model_names),
                     metrics=metrics, encoders=tuple(encoders), ground_truth=ground_truth, group=group,
-                    random_state=random_state, progress=progress, log=log)
+                    random_state=random_state, progress=progress, log=log, n_jobs=n_jobs)
