@@ -42,6 +42,7 @@ cars: N = 5000, U = 196), and ``Y^T Y`` is a count-weighted U-row product.
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 from ._linalg import ZSCORE_EPS, class_sums, psd_eigh
 from ._validation import check_features, check_label_embeddings
@@ -50,6 +51,10 @@ __all__ = ["PreparedFeatures", "PreparedLabelEmbeddings", "prepare_features", "p
 
 #: group identical label-embedding rows only when there are at most this fraction of distinct rows
 GROUPING_MAX_FRACTION = 0.5
+#: rows per block when accumulating the centred Gram matrix
+GRAM_BLOCK_ROWS = 4096
+#: rows compared per step when verifying a grouping
+VERIFY_CHUNK_ROWS = 4096
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -112,10 +117,25 @@ class PreparedFeatures:
         return self._cached("gram", lambda: self.X.T @ self.X)
 
     def centred_gram(self) -> np.ndarray:
-        """``Xc^T Xc`` (D, D), formed from the centred data (no cancellation from a large mean)."""
+        """``Xc^T Xc`` (D, D), formed from the centred data (no cancellation from a large mean).
+
+        Accumulated over blocks of rows centred into one reused buffer (BLAS ``dsyrk``, upper
+        triangle, then mirrored): no N x D temporary, whose allocation alone costs about as much as
+        the product at N = 50000.
+        """
         def compute():
-            Xc = self.centred()
-            return Xc.T @ Xc
+            N, D = self.shape
+            mu = self.mean()
+            G = np.zeros((D, D), order="F")
+            buf = np.empty((min(N, GRAM_BLOCK_ROWS), D))
+            for start in range(0, N, GRAM_BLOCK_ROWS):
+                block = self.X[start:start + GRAM_BLOCK_ROWS]
+                b = buf[:block.shape[0]]
+                np.subtract(block, mu, out=b)
+                # b.T is an F-contiguous (D, n) view: G += b^T b without copying the block
+                G = scipy.linalg.blas.dsyrk(1.0, b.T, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)
+            upper = np.triu(G)
+            return upper + np.triu(upper, 1).T
         return self._cached("centred_gram", compute)
 
     def std(self) -> np.ndarray:
@@ -193,16 +213,16 @@ class PreparedLabelEmbeddings:
     """
 
     def __init__(self, label_embeddings, *, name: str = "label_embeddings"):
-        Y = check_label_embeddings(label_embeddings, _leading_dim(label_embeddings), name)
-        N = Y.shape[0]
-        groups = _distinct_rows(Y.reshape(N, -1))
+        # validate in the input's own float dtype, group the rows, then convert only the distinct ones
+        raw = check_label_embeddings(label_embeddings, None, name, convert=False)
+        N = raw.shape[0]
+        groups = _distinct_rows(raw.reshape(N, -1))
         if groups is None:
-            rows = Y.copy() if np.shares_memory(Y, np.asarray(label_embeddings) if not isinstance(
-                label_embeddings, (list, tuple)) else Y[:0]) else Y
+            rows = np.array(raw, dtype=np.float64)                      # always a private copy
             index, counts = np.arange(N), np.ones(N, dtype=np.int64)
         else:
             first, index, counts = groups
-            rows = Y[first]
+            rows = raw[first].astype(np.float64)
         self.rows = _readonly(np.ascontiguousarray(rows))
         self.index = _readonly(index.astype(np.int64, copy=False))
         self.counts = _readonly(counts.astype(np.int64, copy=False))
@@ -272,12 +292,6 @@ class PreparedLabelEmbeddings:
         return self.counts.astype(np.float64) @ (R * R)
 
 
-def _leading_dim(label_embeddings) -> int:
-    if isinstance(label_embeddings, (list, tuple)):
-        return np.shape(label_embeddings[0])[0] if len(label_embeddings) else 0
-    return np.shape(label_embeddings)[0] if np.ndim(label_embeddings) else 0
-
-
 def _distinct_rows(A: np.ndarray, probe: np.ndarray | None = None):
     """``(first (U,), index (N,), counts (U,))`` grouping identical rows of ``A`` (N, M), or None.
 
@@ -291,13 +305,18 @@ def _distinct_rows(A: np.ndarray, probe: np.ndarray | None = None):
         return None
     if probe is None:
         probe = np.random.default_rng(20231).standard_normal(M)
-    keys = A @ probe
+    if A.dtype not in (np.float32, np.float64):
+        A = A.astype(np.float32)                       # float16: hash in float32 (equal rows stay equal)
+    keys = A @ probe.astype(A.dtype)
     _, first, index, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
     if first.size > GROUPING_MAX_FRACTION * N:
         return None
     index = index.reshape(-1)
-    if not np.array_equal(A, A[first[index]]):
-        return None
+    representative = first[index]
+    for start in range(0, N, VERIFY_CHUNK_ROWS):     # exact check, in chunks (bounded memory)
+        rows = slice(start, start + VERIFY_CHUNK_ROWS)
+        if not np.array_equal(A[rows], A[representative[rows]]):
+            return None
     return first, index, counts
 
 

@@ -127,17 +127,19 @@ def check_targets(targets, n_samples: int, name: str = "labels") -> np.ndarray:
     return Y
 
 
-def check_label_embeddings(label_embeddings, n_samples: int,
-                           name: str = "label_embeddings") -> np.ndarray:
+def check_label_embeddings(label_embeddings, n_samples: int | None,
+                           name: str = "label_embeddings", *, convert: bool = True) -> np.ndarray:
     """Return per-sample label embeddings as a finite float64 ``(N, E, K)`` array.
 
     Accepts an ``(N, E, K)`` array or a non-empty sequence of K arrays of shape ``(N, E)`` (stacked
     on the last axis). A 2-D array is rejected rather than guessed: pass ``Y[..., None]`` for K=1.
+    ``n_samples`` None skips the length check. ``convert=False`` validates the same way but returns
+    the array in its own float dtype (float16/32 kept; other numeric types become float64).
     """
     if isinstance(label_embeddings, (list, tuple)):
         if len(label_embeddings) == 0:
             raise ValueError(f"{name} is an empty list; give K >= 1 arrays of shape (N, E)")
-        parts = [_as_float_array(p, f"{name}[{k}]") for k, p in enumerate(label_embeddings)]
+        parts = [_as_numeric_array(p, f"{name}[{k}]", convert) for k, p in enumerate(label_embeddings)]
         for k, p in enumerate(parts):
             if p.ndim != 2:
                 raise ValueError(f"{name}[{k}] must be 2-D (N x E), got shape {p.shape}")
@@ -146,16 +148,27 @@ def check_label_embeddings(label_embeddings, n_samples: int,
             raise ValueError(f"{name} arrays have different shapes {sorted(shapes)}; all must be (N, E)")
         Y = np.stack(parts, axis=2)
     else:
-        Y = _as_float_array(label_embeddings, name)
+        Y = _as_numeric_array(label_embeddings, name, convert)
         if Y.ndim != 3:
             raise ValueError(f"{name} must be 3-D (N samples x E dims x K embeddings), got shape "
                              f"{Y.shape}" + ("; use Y[..., None] for a single embedding" if Y.ndim == 2 else ""))
     if min(Y.shape) == 0:
         raise ValueError(f"{name} is empty (shape {Y.shape})")
-    if Y.shape[0] != n_samples:
+    if n_samples is not None and Y.shape[0] != n_samples:
         raise ValueError(f"{name} has {Y.shape[0]} samples but the features have {n_samples}")
     _check_finite(Y, name)
     return Y
+
+
+def _as_numeric_array(x, name: str, convert: bool) -> np.ndarray:
+    """:func:`_as_float_array`, or (``convert=False``) the same checks keeping a float dtype."""
+    arr = _as_float_array(x, name) if convert else None
+    if arr is None:
+        raw = np.asarray(x) if not isinstance(x, np.ndarray) else x
+        if raw.dtype.kind == "f":
+            return raw
+        arr = _as_float_array(raw, name)
+    return arr
 
 
 def check_probabilities(probs, n_samples: int | None = None, name: str = "source_probs",
