@@ -7,9 +7,12 @@ registry package, never from a hub at run time.
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, List, Sequence
 
 import numpy as np
+
+from common import Registry
+
 
 __all__ = ["TextEncoder", "TEXT_ENCODERS", "register_text_encoder", "get_text_encoder", "list_text_encoders"]
 
@@ -44,19 +47,11 @@ class TextEncoder:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
 
 
-TEXT_ENCODERS: Dict[str, Callable[..., TextEncoder]] = {}
+#: name -> factory (class or function) building a :class:`TextEncoder`
+TEXT_ENCODERS: Registry[Callable[..., TextEncoder]] = Registry("text encoder")
 
-
-def register_text_encoder(name: str):
-    """Decorator: register a factory (class or function) under ``name``."""
-
-    def deco(factory):
-        if name in TEXT_ENCODERS:
-            raise ValueError(f"text encoder {name!r} registered twice")
-        TEXT_ENCODERS[name] = factory
-        return factory
-
-    return deco
+#: decorator registering a factory under a name
+register_text_encoder = TEXT_ENCODERS.register
 
 
 def list_text_encoders() -> List[str]:
@@ -65,11 +60,7 @@ def list_text_encoders() -> List[str]:
 
 def get_text_encoder(name: str, **kwargs) -> TextEncoder:
     """Build the text encoder registered as ``name`` (kwargs go to its factory)."""
-    try:
-        factory = TEXT_ENCODERS[name]
-    except KeyError:
-        raise KeyError(f"unknown text encoder {name!r}; available: {', '.join(list_text_encoders())}") from None
-    return factory(**kwargs)
+    return TEXT_ENCODERS[name](**kwargs)
 
 
 @register_text_encoder("minilm")

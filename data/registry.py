@@ -21,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from common import Registry
+
 __all__ = ["DatasetSpec", "DATASETS", "DATA_ROOT_ENV", "KINDS", "DatasetNotFoundError", "register_dataset",
            "list_datasets", "get_dataset", "get_dataset_spec", "get_classnames", "resolve_root",
            "load_classnames_file"]
@@ -63,15 +65,12 @@ class DatasetSpec:
             raise ValueError(f"dataset {self.name!r}: on-disk datasets need a subdir under the data root")
 
 
-DATASETS: Dict[str, DatasetSpec] = {}
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     """Add ``spec`` to the registry (names are unique)."""
-    if spec.name in DATASETS:
-        raise ValueError(f"dataset {spec.name!r} registered twice")
-    DATASETS[spec.name] = spec
-    return spec
+    return DATASETS.add(spec.name, spec)
 
 
 def list_datasets(kind: Optional[str] = None) -> List[str]:

@@ -7,12 +7,15 @@ the same ``(N, C, H, W)`` tensor.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from common import Registry
+
 
 __all__ = [
     "OPTIMIZERS",
@@ -30,19 +33,10 @@ __all__ = [
 OptimizerFactory = Callable[[List[dict], float], torch.optim.Optimizer]
 
 #: name -> factory(param_groups, lr) -> optimiser. Weight decay is set per parameter group.
-OPTIMIZERS: Dict[str, OptimizerFactory] = {}
+OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 
-
-def register_optimizer(name: str):
-    """Decorator registering an optimiser factory ``f(param_groups, lr)`` under ``name``."""
-
-    def deco(factory: OptimizerFactory) -> OptimizerFactory:
-        if name in OPTIMIZERS:
-            raise ValueError(f"optimizer {name!r} registered twice")
-        OPTIMIZERS[name] = factory
-        return factory
-
-    return deco
+#: decorator registering an optimiser factory ``f(param_groups, lr)`` under a name
+register_optimizer = OPTIMIZERS.register
 
 
 @register_optimizer("adamw")

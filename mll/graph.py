@@ -28,6 +28,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from common import Registry
 from .wordnet import WordNet, load_wordnet
 
 __all__ = ["ImageRef", "SampleSource", "ImageFolderSource", "DatasetSource", "SemanticGraph",
@@ -166,13 +167,11 @@ def offline_sample_source(name: str, split: str = "train", root=None) -> Dataset
 
 
 #: full-scale sample datasets of the paper: name -> (sub-folder of the sample-data root, layout)
-SAMPLE_SOURCES: Dict[str, Callable[..., SampleSource]] = {}
+SAMPLE_SOURCES: Registry[Callable[..., SampleSource]] = Registry("sample source")
 
 
 def register_sample_source(name: str, factory: Callable[..., SampleSource]) -> None:
-    if name in SAMPLE_SOURCES:
-        raise ValueError(f"sample source {name!r} registered twice")
-    SAMPLE_SOURCES[name] = factory
+    SAMPLE_SOURCES.add(name, factory)
 
 
 def create_sample_source(name: str, root: str | os.PathLike | None = None, **kwargs) -> SampleSource:

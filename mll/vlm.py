@@ -45,7 +45,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from common import Registry
 from data.cache import atomic_save_npy
+
 
 __all__ = [
     "VLM", "ConSEVLM", "OpenCLIPVLM", "ConSEConfig", "CONSE_CONFIGS", "OFFLINE_BACKBONES",
@@ -156,14 +158,12 @@ class VLM(abc.ABC):
 # =============================================================================================
 # Registry + factory
 # =============================================================================================
-VLM_REGISTRY: Dict[str, Tuple[str, Callable[..., VLM]]] = {}
+VLM_REGISTRY: Registry[Tuple[str, Callable[..., VLM]]] = Registry("VLM")
 
 
 def register_vlm(name: str, group: str, factory: Callable[..., VLM]) -> None:
     """Register ``factory`` (called with keyword overrides) as VLM ``name`` in ``group``."""
-    if name in VLM_REGISTRY:
-        raise ValueError(f"VLM {name!r} registered twice")
-    VLM_REGISTRY[name] = (group, factory)
+    VLM_REGISTRY.add(name, (group, factory))
 
 
 def list_vlms(group: Optional[str] = None) -> List[str]:

@@ -17,6 +17,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from common import Registry
+
 from .base import FeatureModel, Preprocess, resolve_device
 from .weights import resolve_weights_dir
 
@@ -47,7 +49,7 @@ class ModelEntry:
     not_trainable_reason: str = ""
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+_REGISTRY: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(name: str, *, group: str, weights: str, description: str = "",
@@ -59,11 +61,8 @@ def register_model(name: str, *, group: str, weights: str, description: str = ""
         raise ValueError(f"{name}: give `trainable` or a `not_trainable_reason`")
 
     def decorator(fn: FeatureBuilder) -> FeatureBuilder:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name=name, group=group, weights=weights,
-                                     description=description, build=fn, trainable=trainable,
-                                     not_trainable_reason=not_trainable_reason)
+        _REGISTRY.add(name, ModelEntry(name=name, group=group, weights=weights, description=description,
+                                       build=fn, trainable=trainable, not_trainable_reason=not_trainable_reason))
         return fn
 
     return decorator

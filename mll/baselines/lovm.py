@@ -29,6 +29,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 
 import pandas as pd
 
+from common import Registry
 from .modelgpt import INDEX_NAMES, LOVM_FEATURES, ModelGPT, leave_one_dataset_out
 from .ranking import DEFAULT_K, METRICS
 
@@ -133,19 +134,11 @@ class MethodPredictions:
     accuracy: Optional[pd.DataFrame] = None
 
 
-LOVM_METHODS: Dict[str, Callable[..., MethodPredictions]] = {}
+#: name -> ``f(tables, *, progress, **options) -> MethodPredictions``
+LOVM_METHODS: Registry[Callable[..., MethodPredictions]] = Registry("LOVM method")
 
-
-def register_lovm_method(name: str):
-    """Decorator: register ``f(tables, *, progress, **options) -> MethodPredictions`` as ``name``."""
-
-    def deco(fn):
-        if name in LOVM_METHODS:
-            raise ValueError(f"LOVM method {name!r} registered twice")
-        LOVM_METHODS[name] = fn
-        return fn
-
-    return deco
+#: decorator registering a LOVM method under a name
+register_lovm_method = LOVM_METHODS.register
 
 
 @register_lovm_method("INB")

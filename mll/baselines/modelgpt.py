@@ -39,6 +39,7 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from common import Registry
 from .inb import rank_by_score
 
 __all__ = [
@@ -61,19 +62,11 @@ TARGETS: Tuple[str, ...] = ("accuracy", "centered")
 # ----------------------------------------------------------------------------------------------
 # regressor registry
 # ----------------------------------------------------------------------------------------------
-REGRESSORS: Dict[str, Callable[..., object]] = {}
+#: name -> factory ``f(random_state, **params) -> sklearn regressor``
+REGRESSORS: Registry[Callable[..., object]] = Registry("regressor")
 
-
-def register_regressor(name: str):
-    """Decorator: register a factory ``f(random_state, **params) -> sklearn regressor`` as ``name``."""
-
-    def deco(factory):
-        if name in REGRESSORS:
-            raise ValueError(f"regressor {name!r} registered twice")
-        REGRESSORS[name] = factory
-        return factory
-
-    return deco
+#: decorator registering a regressor factory under a name
+register_regressor = REGRESSORS.register
 
 
 @register_regressor("linear")

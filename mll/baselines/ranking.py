@@ -21,12 +21,13 @@ Tables print the measures with the value of k (``R@5``, ``tau@5``, ``L1@5`` for 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
+from common import Registry
 from .inb import rank_by_score
 
 __all__ = [
@@ -125,16 +126,13 @@ class Metric:
         return self.fn(pred, true, k) if self.takes_k else self.fn(pred, true)
 
 
-METRICS: Dict[str, Metric] = {}
+METRICS: Registry[Metric] = Registry("LOVM ranking metric")
 
 
 def register_metric(name: str, metric: Metric) -> Metric:
-    if name in METRICS:
-        raise ValueError(f"metric {name!r} registered twice")
     if metric.uses not in ("rank", "accuracy"):
         raise ValueError(f"metric.uses must be 'rank' or 'accuracy', got {metric.uses!r}")
-    METRICS[name] = metric
-    return metric
+    return METRICS.add(name, metric)
 
 
 register_metric("selected_acc", Metric(selected_accuracy, "rank", True, takes_k=False))
