@@ -48,6 +48,7 @@ import metrics
 from data.cache import CacheLayout
 from data.ground_truth import load_ground_truth
 from evaluation import ScoreCache, evaluate_dataset
+from evaluation.runner import worker_pool
 from evaluation.report import format_summary
 from evaluation.synthetic import write_synthetic_caches
 
@@ -106,6 +107,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench_eval_", dir=args.workdir))
     results, timed, cpu, sizes = [], {}, {}, {}
+    # one pool for all datasets: the workers start once (inside the first dataset's timed evaluation)
+    pool = worker_pool(args.n_jobs) if args.n_jobs > 1 else None
     try:
         for dataset in args.datasets:
             n, c = min(max(TRAIN_SIZE[dataset], args.min_n), args.max_n), len(data.get_classnames(dataset))
@@ -119,7 +122,7 @@ def main() -> None:
             start, cpu_start = time.perf_counter(), time.process_time()
             r = evaluate_dataset(CacheLayout(work / "cache"), dataset, args.models, fns,
                                  cache=ScoreCache(work / "results", dataset), encoders=ENCODERS,
-                                 ground_truth={m: truth[dataset][m] for m in args.models}, n_jobs=args.n_jobs)
+                                 ground_truth={m: truth[dataset][m] for m in args.models}, pool=pool)
             timed[dataset] = time.perf_counter() - start
             cpu[dataset] = time.process_time() - cpu_start
             results.append(r)
@@ -128,6 +131,8 @@ def main() -> None:
                   f"{max(per_metric, key=per_metric.get)} ({max(per_metric.values()):.1f} s)", flush=True)
             shutil.rmtree(work / "cache")
     finally:
+        if pool is not None:
+            pool.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
     per_metric = pd.Series({k: sum(sum(r.seconds[k].values()) for r in results) for k in names}).sort_values(

@@ -16,6 +16,7 @@ any other missing file raises :class:`data.cache.CacheMissingError` naming every
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -32,7 +33,8 @@ from data.cache import CacheLayout, CacheMissingError
 from .inputs import INPUT_NAMES, DatasetInputs
 from .score_cache import ScoreCache, ScoreEntry, score_key
 
-__all__ = ["TaskSpec", "TASKS", "get_task", "DatasetResult", "EvaluationResult", "evaluate", "evaluate_dataset"]
+__all__ = ["TaskSpec", "TASKS", "get_task", "DatasetResult", "EvaluationResult", "evaluate", "evaluate_dataset",
+           "worker_pool"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,19 @@ def _worker_init() -> None:
     threadpool_limits(limits=1)
 
 
+def _check_n_jobs(n_jobs) -> None:
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+
+
+def worker_pool(n_jobs: int) -> ProcessPoolExecutor:
+    """A pool of ``n_jobs`` worker processes (spawned, one BLAS thread each) for
+    :func:`evaluate_dataset`'s ``pool=``; reuse one across datasets to start the workers once."""
+    _check_n_jobs(n_jobs)
+    return ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init)
+
+
 def _worker_score_model(spec: _InputSpec, model: str, fns: Mapping[str, Callable]) -> Dict[str, tuple]:
     if spec not in _WORKER_INPUTS:
         _WORKER_INPUTS.clear()
@@ -216,19 +231,20 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
                      cache: ScoreCache, encoders: Sequence[str] = (), label_source: str = "class_names",
                      stack_method: str = "project", random_state: int = 0,
                      ground_truth: Optional[Mapping[str, float]] = None, progress: bool = True,
-                     log: Callable[[str], None] = tqdm.write, n_jobs: int = 1) -> DatasetResult:
+                     log: Callable[[str], None] = tqdm.write, n_jobs: int = 1,
+                     pool: Optional[ProcessPoolExecutor] = None) -> DatasetResult:
     """Score every model of ``dataset`` with every metric in ``fns`` (name -> callable).
 
     Scores already in ``cache`` with unchanged inputs are reused; the rest are computed, timed and
     stored as each model finishes. One model's metrics run together on one
     :class:`metrics.PreparedFeatures`, so they share Gram matrices and eigendecompositions.
     ``n_jobs > 1`` scores that many models at once in worker processes (one BLAS thread each);
-    the scores are the same as with ``n_jobs=1``.
+    the scores are the same as with ``n_jobs=1``. ``pool`` (from :func:`worker_pool`) runs the
+    models in an existing pool instead of starting one (``n_jobs`` is then ignored).
     """
     if len(models) < 1 or len(set(models)) != len(models):
         raise ValueError(f"dataset {dataset!r}: models must be a non-empty list without repeats, got {list(models)}")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+    _check_n_jobs(n_jobs)
     inputs = DatasetInputs(layout, dataset, encoders=encoders, label_source=label_source,
                            stack_method=stack_method, random_state=random_state)
     if ground_truth is not None and any(m not in ground_truth for m in models):
@@ -269,16 +285,16 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
     bar = tqdm(total=sum(len(v) for v in todo.values()), desc=f"scores[{dataset}]", unit="score",
                disable=not progress, leave=False)
     jobs = {model: {name: fns[name] for name in names} for model, names in todo.items()}
-    if n_jobs == 1 or len(jobs) < 2:
+    if pool is None and (n_jobs == 1 or len(jobs) < 2):
         for model, model_fns in jobs.items():
             bar.set_postfix_str(model)
             store(model, _score_model(inputs, model, model_fns))
             bar.update(len(model_fns))
-    else:
+    elif jobs:
         spec = _InputSpec(str(layout.root), dataset, tuple(encoders), label_source, stack_method, int(random_state))
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs)), mp_context=context,
-                                 initializer=_worker_init) as pool:
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                pool = stack.enter_context(worker_pool(min(n_jobs, len(jobs))))
             futures = {pool.submit(_worker_score_model, spec, model, model_fns): model
                        for model, model_fns in jobs.items()}
             for future in as_completed(futures):
@@ -323,6 +339,7 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
     n_jobs : models scored at once in worker processes (see :func:`evaluate_dataset`).
     """
     spec = get_task(task)
+    _check_n_jobs(n_jobs)
     if not datasets:
         raise ValueError("no datasets requested")
     if metrics is None:
@@ -345,10 +362,12 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
                     raise ValueError(f"dataset {d!r}: no ground truth for model(s) {lacking}")
     layout = CacheLayout(cache_dir)
     results: Dict[str, DatasetResult] = {}
-    for d in tqdm(list(datasets), desc="datasets", unit="dataset", disable=not progress or len(datasets) < 2):
-        results[d] = evaluate_dataset(layout, d, models_of[d], fns, cache=ScoreCache(results_dir, d), encoders=encoders,
-                                      label_source=spec.label_source, stack_method=stack_method,
-                                      random_state=random_state,
-                                      ground_truth=None if ground_truth is None else ground_truth[d],
-                                      progress=progress, log=log, n_jobs=n_jobs)
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(worker_pool(n_jobs)) if n_jobs > 1 else None   # workers start once
+        for d in tqdm(list(datasets), desc="datasets", unit="dataset", disable=not progress or len(datasets) < 2):
+            results[d] = evaluate_dataset(layout, d, models_of[d], fns, cache=ScoreCache(results_dir, d),
+                                          encoders=encoders, label_source=spec.label_source,
+                                          stack_method=stack_method, random_state=random_state,
+                                          ground_truth=None if ground_truth is None else ground_truth[d],
+                                          progress=progress, log=log, n_jobs=n_jobs, pool=pool)
     return EvaluationResult(datasets=results, task=spec.name, encoders=tuple(encoders), group=group)
