@@ -17,17 +17,16 @@ importing that module in ``metrics/__init__.py``. Registering a name twice is an
 """
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Callable
+
+from common import Registry
 
 __all__ = ["CANONICAL_INPUTS", "METRICS", "register_metric", "get_metric", "list_metrics"]
 
 CANONICAL_INPUTS = ("features", "labels", "label_embeddings", "source_probs")
 
-_REGISTRY: dict[str, Callable[..., float]] = {}
-
-#: read-only view ``{name: callable}`` of every registered metric
-METRICS = MappingProxyType(_REGISTRY)
+#: read-only ``{name: callable}`` of every registered metric (a :class:`common.Registry`)
+METRICS: Registry[Callable[..., float]] = Registry("metric")
 
 
 def register_metric(name: str, *, requires: tuple[str, ...]):
@@ -46,15 +45,15 @@ def register_metric(name: str, *, requires: tuple[str, ...]):
                          f"got {requires}")
 
     def decorator(fn: Callable[..., float]) -> Callable[..., float]:
-        if name in _REGISTRY:
-            raise ValueError(f"metric {name!r} is already registered (by {_REGISTRY[name].__module__}."
-                             f"{_REGISTRY[name].__qualname__})")
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is already registered (by {METRICS[name].__module__}."
+                             f"{METRICS[name].__qualname__})")
         if hasattr(fn, "metric_name"):
             raise ValueError(f"{fn.__qualname__} is already registered as {fn.metric_name!r}; "
                              f"register a separate adapter for {name!r}")
         fn.requires = requires
         fn.metric_name = name
-        _REGISTRY[name] = fn
+        METRICS.add(name, fn)
         return fn
 
     return decorator
@@ -62,12 +61,9 @@ def register_metric(name: str, *, requires: tuple[str, ...]):
 
 def get_metric(name: str) -> Callable[..., float]:
     """Return the metric registered under ``name``; ``KeyError`` listing the available names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown metric {name!r}; available: {', '.join(list_metrics())}") from None
+    return METRICS[name]
 
 
 def list_metrics() -> list[str]:
     """Sorted names of all registered metrics."""
-    return sorted(_REGISTRY)
+    return sorted(METRICS)
