@@ -10,7 +10,6 @@ from threadpoolctl import threadpool_limits
 
 __all__ = [
     "ZSCORE_EPS",
-    "zscore_columns",
     "class_sums",
     "class_means",
     "row_softmax",
@@ -32,20 +31,6 @@ EIGH_THREADS = 1
 
 #: largest number of simplex coordinates for which :func:`simplex_qp` enumerates supports
 SIMPLEX_QP_MAX_DIM = 16
-
-
-def zscore_columns(A: np.ndarray, eps: float = ZSCORE_EPS) -> np.ndarray:
-    """Return ``(A - mean) / (std + eps)`` column-wise over axis 0 (population std), as a new array.
-
-    Works for any ``A`` of shape ``(N, ...)`` (each trailing index is one column). Memory: one
-    float64 copy of ``A``; no further full-size temporaries.
-    """
-    Z = np.array(A, dtype=np.float64, copy=True)
-    Z -= Z.mean(axis=0)
-    flat = Z.reshape(Z.shape[0], -1)
-    std = np.sqrt(np.einsum("ij,ij->j", flat, flat) / Z.shape[0])
-    flat /= (std + eps)
-    return Z
 
 
 def _indicator(index: np.ndarray, n_classes: int) -> scipy.sparse.csr_matrix:

@@ -69,9 +69,9 @@ class PreparedFeatures:
     modifying (``np.array(F.gram())``).
     """
 
-    def __init__(self, features, *, name: str = "features"):
-        X = check_features(features, name)
-        if X is features or (isinstance(features, np.ndarray) and np.shares_memory(X, features)):
+    def __init__(self, features, *, name: str = "features", min_samples: int = 2):
+        X = check_features(features, name, min_samples=min_samples)
+        if isinstance(features, np.ndarray) and np.may_share_memory(X, features):
             X = X.copy()                 # own the data: the caller may modify their array later
         self.X = _readonly(X)
         self._cache: dict[str, object] = {}
@@ -143,7 +143,7 @@ class PreparedFeatures:
         return self._cached("std", lambda: np.sqrt(np.diag(self.centred_gram()) / self.n_samples))
 
     def zscore_scale(self) -> np.ndarray:
-        """EMMS z-scoring denominator ``std + 1e-8`` (D,) (``_linalg.zscore_columns``)."""
+        """EMMS z-scoring denominator ``std + 1e-8`` (D,), as the published code (``_linalg.ZSCORE_EPS``)."""
         return self._cached("zscore_scale", lambda: self.std() + ZSCORE_EPS)
 
     def zscored(self) -> np.ndarray:
@@ -161,8 +161,9 @@ class PreparedFeatures:
 
     # ---------------------------------------------------------------- eigendecompositions
     def gram_eigh(self) -> tuple[np.ndarray, np.ndarray, str]:
-        """``(sigma, vecs, side)`` of the smaller Gram matrix of X (see ``_linalg.gram_eigh``):
-        ``X^T X`` (side "primal") if N > D, else the N x N ``X X^T`` (side "dual")."""
+        """``(sigma, vecs, side)`` of the smaller Gram matrix of X: ``X^T X`` (side "primal") if
+        N > D, else the N x N ``X X^T`` (side "dual"). The non-zero eigenvalues of both are the squared
+        singular values of X; tiny ones are set to 0 (:func:`_linalg.psd_eigh`)."""
         def compute():
             if self.n_samples > self.n_dims:
                 sigma, vecs = psd_eigh(self.gram())
@@ -194,14 +195,11 @@ def prepare_features(features, *, min_samples: int = 2, name: str = "features") 
 
     Validates a plain array (finite, 2-D, at least ``min_samples`` rows; ``ValueError`` otherwise).
     """
-    if isinstance(features, PreparedFeatures):
-        if features.n_samples < min_samples:
-            raise ValueError(f"{name} needs at least {min_samples} samples, got {features.n_samples}")
-        return features
-    F = PreparedFeatures(features, name=name)
-    if F.n_samples < min_samples:
-        raise ValueError(f"{name} needs at least {min_samples} samples, got {F.n_samples}")
-    return F
+    if not isinstance(features, PreparedFeatures):
+        return PreparedFeatures(features, name=name, min_samples=min_samples)
+    if features.n_samples < min_samples:
+        raise ValueError(f"{name} needs at least {min_samples} samples, got {features.n_samples}")
+    return features
 
 
 class PreparedLabelEmbeddings:
@@ -223,10 +221,13 @@ class PreparedLabelEmbeddings:
         else:
             first, index, counts = groups
             rows = raw[first].astype(np.float64)
+        self._set(rows, index, counts)
+
+    def _set(self, rows: np.ndarray, index: np.ndarray, counts: np.ndarray) -> None:
         self.rows = _readonly(np.ascontiguousarray(rows))
         self.index = _readonly(index.astype(np.int64, copy=False))
         self.counts = _readonly(counts.astype(np.int64, copy=False))
-        self.n_samples = N
+        self.n_samples = self.index.shape[0]
         self._zscored = None
 
     @property
@@ -252,10 +253,8 @@ class PreparedLabelEmbeddings:
             mean = (w * self.rows).sum(axis=0)
             centred = self.rows - mean
             std = np.sqrt((w * centred * centred).sum(axis=0))
-            out = object.__new__(PreparedLabelEmbeddings)
-            out.rows = _readonly(centred / (std + ZSCORE_EPS))
-            out.index, out.counts, out.n_samples = self.index, self.counts, self.n_samples
-            out._zscored = out
+            out = object.__new__(PreparedLabelEmbeddings)      # already validated: no __init__
+            out._set(centred / (std + ZSCORE_EPS), self.index, self.counts)
             self._zscored = out
         return self._zscored
 

@@ -162,13 +162,14 @@ def check_label_embeddings(label_embeddings, n_samples: int | None,
 
 def _as_numeric_array(x, name: str, convert: bool) -> np.ndarray:
     """:func:`_as_float_array`, or (``convert=False``) the same checks keeping a float dtype."""
-    arr = _as_float_array(x, name) if convert else None
-    if arr is None:
-        raw = np.asarray(x) if not isinstance(x, np.ndarray) else x
-        if raw.dtype.kind == "f":
+    if not convert:
+        try:
+            raw = np.asarray(x)
+        except Exception:                 # e.g. ragged lists: _as_float_array names the problem
+            raw = None
+        if raw is not None and raw.dtype.kind == "f":
             return raw
-        arr = _as_float_array(raw, name)
-    return arr
+    return _as_float_array(x, name)
 
 
 def check_probabilities(probs, n_samples: int | None = None, name: str = "source_probs",
