@@ -63,19 +63,20 @@ def _shrink(S: np.ndarray, lam: float) -> np.ndarray:
 
 
 def _fisher_posteriors(X: np.ndarray, enc: EncodedLabels, shrinkage: float | None,
-                       centred_gram: np.ndarray | None = None):
+                       moments: tuple[np.ndarray, np.ndarray] | None = None):
     """Return (p (N, C) posteriors of the shrunk Fisher classifier on X, shrinkage used).
 
-    ``centred_gram``: ``Xc^T Xc`` of X if already known; then ``N Sw = Xc^T Xc - sum_c n_c
+    ``moments``: ``(mean, Xc^T Xc)`` of X if already known; then ``N Sw = Xc^T Xc - sum_c n_c
     (m_c - mu)(m_c - mu)^T`` (no N x D^2 product), else ``N Sw = R^T R`` with the class-centred R.
     """
     N = X.shape[0]
     means = class_means(X, enc.index, enc.counts)               # (C, D)
-    if centred_gram is None:
+    if moments is None:
         R = X - means[enc.index]
         Sw = R.T @ R / N                                        # sum_c pi_c cov_c
     else:
-        Mc = means - X.mean(axis=0)
+        mean, centred_gram = moments
+        Mc = means - mean
         Sw = (centred_gram - Mc.T @ (enc.counts[:, None] * Mc)) / N
     if shrinkage is None:
         shrinkage = max(float(np.exp(-5.0 * _largest_eigenvalue(Sw))), 1e-10)
@@ -92,7 +93,7 @@ def sfda(features, labels) -> float:
     F = prepare_features(features)
     X = F.X
     enc = check_labels(labels, X.shape[0])
-    probs, shrinkage = _fisher_posteriors(X, enc, None, F.centred_gram())
+    probs, shrinkage = _fisher_posteriors(X, enc, None, (F.mean(), F.centred_gram()))
     soft = row_softmax(probs)                                   # the paper's "softened" probabilities
     conf = soft[np.arange(X.shape[0]), enc.index][:, None]
     means = class_means(X, enc.index, enc.counts)
