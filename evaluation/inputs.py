@@ -38,6 +38,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 import metrics as metrics_lib
+from common import Registry
 from data.cache import CacheLayout, load_npy
 
 __all__ = [
@@ -89,27 +90,24 @@ class LabelSource:
 
 
 #: Registry of label sources (name -> :class:`LabelSource`).
-LABEL_SOURCES: Dict[str, LabelSource] = {
-    "class_names": LabelSource(
-        name="class_names",
-        path=lambda layout, dataset, encoder: layout.label_embedding(dataset, encoder),
-        needs_labels=True,
-        description="(C, E) class-name embedding table indexed by the labels",
-    ),
-    "captions": LabelSource(
-        name="captions",
-        path=lambda layout, dataset, encoder: layout.caption_embedding(dataset, encoder),
-        needs_labels=False,
-        description="(N, E) per-sample caption embeddings",
-    ),
-}
+LABEL_SOURCES: Registry[LabelSource] = Registry("label source")
+LABEL_SOURCES.add("class_names", LabelSource(
+    name="class_names",
+    path=lambda layout, dataset, encoder: layout.label_embedding(dataset, encoder),
+    needs_labels=True,
+    description="(C, E) class-name embedding table indexed by the labels",
+))
+LABEL_SOURCES.add("captions", LabelSource(
+    name="captions",
+    path=lambda layout, dataset, encoder: layout.caption_embedding(dataset, encoder),
+    needs_labels=False,
+    description="(N, E) per-sample caption embeddings",
+))
 
 
 def get_label_source(name: str) -> LabelSource:
-    try:
-        return LABEL_SOURCES[name]
-    except KeyError:
-        raise KeyError(f"unknown label source {name!r}; available: {', '.join(sorted(LABEL_SOURCES))}") from None
+    """The label source ``name``; ``KeyError`` listing the available ones."""
+    return LABEL_SOURCES[name]
 
 
 def stack_encoder_embeddings(embeddings: Sequence[np.ndarray], *, encoders: Sequence[str],
@@ -117,8 +115,7 @@ def stack_encoder_embeddings(embeddings: Sequence[np.ndarray], *, encoders: Sequ
     """Stack K per-sample embeddings (N, E_k) into one (N, E, K) array.
 
     Equal widths: ``np.stack(..., axis=-1)`` (no change to the values). Different widths: delegated
-    to ``Label_embedding.stack_label_embeddings`` (``method`` / ``random_state`` are passed on);
-    if that function is not available, a ``ValueError`` names the encoders and their widths.
+    to ``Label_embedding.stack_label_embeddings`` (``method`` / ``random_state`` are passed on).
     """
     if len(embeddings) == 0:
         raise ValueError("no label embeddings to stack: give at least one encoder")
@@ -128,13 +125,7 @@ def stack_encoder_embeddings(embeddings: Sequence[np.ndarray], *, encoders: Sequ
     widths = [e.shape[1] for e in embeddings]
     if len(set(widths)) == 1:
         return np.stack(embeddings, axis=-1)
-    try:
-        from Label_embedding import stack_label_embeddings
-    except ImportError:
-        raise ValueError(
-            "label embeddings of encoders " + ", ".join(f"{k} (E={w})" for k, w in zip(encoders, widths))
-            + " have different widths; stacking them needs Label_embedding.stack_label_embeddings, "
-              "which is not available in this checkout. Use encoders of one width.") from None
+    from Label_embedding import stack_label_embeddings      # local import: Label_embedding imports torch
     return np.asarray(stack_label_embeddings(list(embeddings), method=method, random_state=random_state))
 
 

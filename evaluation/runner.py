@@ -28,6 +28,7 @@ from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence,
 from tqdm.auto import tqdm
 
 import metrics as metrics_lib
+from common import Registry
 from data.cache import CacheLayout, CacheMissingError
 
 from .inputs import INPUT_NAMES, DatasetInputs
@@ -49,20 +50,18 @@ class TaskSpec:
 
 
 #: Registry of tasks (name -> :class:`TaskSpec`).
-TASKS: Dict[str, TaskSpec] = {
-    "classification": TaskSpec(name="classification", label_source="class_names",
-                               provides=frozenset(INPUT_NAMES), default_metrics=None, default_group="cnn_group"),
-    # captioning sets have captions, not class labels (nor a source head over their "classes")
-    "caption": TaskSpec(name="caption", label_source="captions", provides=frozenset({"features", "label_embeddings"}),
-                        default_metrics=("emms", "logme_flabel", "transrate_flabel"), default_group="caption"),
-}
+TASKS: Registry[TaskSpec] = Registry("task")
+TASKS.add("classification", TaskSpec(name="classification", label_source="class_names",
+                                     provides=frozenset(INPUT_NAMES), default_metrics=None,
+                                     default_group="cnn_group"))
+# captioning sets have captions, not class labels (nor a source head over their "classes")
+TASKS.add("caption", TaskSpec(name="caption", label_source="captions", provides=frozenset({"features", "label_embeddings"}),
+                              default_metrics=("emms", "logme_flabel", "transrate_flabel"), default_group="caption"))
 
 
 def get_task(name: str) -> TaskSpec:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r}; available: {', '.join(sorted(TASKS))}") from None
+    """The task ``name``; ``KeyError`` listing the available ones."""
+    return TASKS[name]
 
 
 @dataclass
