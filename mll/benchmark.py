@@ -17,60 +17,23 @@ ablations (Tables 3-4).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
-from .graph import SemanticGraph, offline_dataset_info
+from .graph import SemanticGraph
 from .labeling import ModelHub, graph_image_embeddings
 from .reuse import ensemble_predict, softmax, top_k_models
+from .tasks import TargetTask, offline_target
 from .selection import (DEFAULT_ALPHA, DEFAULT_K_NODES, SelectionResult, embed_captions,
                         generate_class_descriptions, load_class_captions, select_models)
 from .vlm import VLM, cached_image_embeddings
 
 __all__ = ["TargetTask", "offline_target", "model_probabilities", "graph_zero_shot_accuracy",
            "MLLBenchmark", "plot_hub_growth", "table_to_markdown", "build_offline_benchmark", "build_full_benchmark"]
-
-
-@dataclass(frozen=True)
-class TargetTask:
-    """A target task: class names + general information (domain, task) and the test images
-    ``dataset[i]`` for ``i in indices`` (items ``(PIL image, int label)``)."""
-
-    name: str
-    classnames: Tuple[str, ...]
-    domain: str
-    task: str
-    dataset: object = field(repr=False)
-    indices: Tuple[int, ...] = field(repr=False)
-
-    @property
-    def key(self) -> str:
-        """Cache key of the ordered image set."""
-        digest = hashlib.sha1(json.dumps(list(self.indices)).encode()).hexdigest()[:12]
-        return f"target-{self.name}-{digest}"
-
-    def images(self) -> List:
-        return [self.dataset[i][0] for i in self.indices]
-
-    def labels(self) -> np.ndarray:
-        return np.asarray(self.dataset.targets, dtype=np.int64)[list(self.indices)]
-
-
-def offline_target(name: str, *, per_class: int, random_state: int = 0, split: str = "test", root=None) -> TargetTask:
-    """An offline dataset (``data.get_dataset``) as a target task: ``per_class`` test images per
-    class (``data.subsample_per_class``), domain and task from ``offline_class_synsets.json``."""
-    import data
-    ds = data.get_dataset(name, split, root=root)
-    idx = data.subsample_per_class(ds, per_class, random_state=random_state)
-    info = offline_dataset_info(name)
-    return TargetTask(name, tuple(ds.classes), info["domain"], info["task"], ds, tuple(int(i) for i in idx))
 
 
 def model_probabilities(vlm: VLM, task: TargetTask, *, cache_dir=None, progress: bool = False) -> np.ndarray:
