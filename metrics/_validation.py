@@ -7,6 +7,11 @@ what they accept:
   never modified (helpers return new arrays or read-only use of the original);
 * NaN / inf, empty input, wrong dimensionality and mismatched sample counts are rejected with a message
   naming the argument and the problem;
+* magnitudes outside ``[MIN_ABS, MAX_ABS]`` = ``[1e-150, 1e150]`` are rejected (the largest absolute
+  value of a non-zero features / targets / label-embedding array): beyond them the products every
+  metric forms (``X^T X``, squared norms) overflow to inf or underflow into subnormals, which gave
+  NaN, ``LinAlgError`` or silently wrong numbers. Inside the range each metric is numerically
+  stable; the scale-invariant ones rescale internally where they form 4th powers;
 * class ids may be any integers (e.g. ``{0, 2, 7}``): they are remapped to ``0..C-1`` with
   ``np.unique(..., return_inverse=True)``; arrays are never sized by ``labels.max() + 1``.
 """
@@ -20,6 +25,9 @@ __all__ = [
     "DegenerateInputError",
     "EncodedLabels",
     "check_features",
+    "check_magnitude",
+    "check_not_constant",
+    "pow2_scale",
     "check_labels",
     "check_targets",
     "check_label_embeddings",
@@ -34,6 +42,10 @@ class DegenerateInputError(ValueError):
     such a pair as skipped, with this message, instead of stopping; every other ``ValueError`` is a bug
     in the input and must propagate."""
 
+
+#: accepted range of the largest absolute value of an input array (see the module docstring)
+MAX_ABS = 1e150
+MIN_ABS = 1e-150
 
 #: rows of a probability matrix must sum to 1 within this absolute tolerance (float16 softmax
 #: outputs are accurate to ~1e-3).
@@ -75,6 +87,45 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s)")
 
 
+def _max_abs(arr: np.ndarray) -> float:
+    """``max |arr|`` without an ``|arr|`` temporary (0.0 for an empty array)."""
+    return max(float(arr.max()), -float(arr.min())) if arr.size else 0.0
+
+
+def check_magnitude(arr: np.ndarray, name: str) -> None:
+    """``ValueError`` unless the largest ``|value|`` of ``arr`` is 0 or within ``[MIN_ABS, MAX_ABS]``."""
+    top = _max_abs(arr)
+    if top > MAX_ABS:
+        raise ValueError(f"{name}: largest magnitude {top:.3g} exceeds {MAX_ABS:g}, where products of such values "
+                         "(X^T X, squared norms) overflow float64; rescale it (e.g. divide by its largest "
+                         "absolute value)")
+    if 0.0 < top < MIN_ABS:
+        raise ValueError(f"{name}: largest magnitude {top:.3g} is below {MIN_ABS:g}, where products of such "
+                         "values underflow float64; rescale it (e.g. divide by its largest absolute value)")
+
+
+def check_not_constant(X: np.ndarray, name: str = "features", *, what: str = "the metric is undefined") -> None:
+    """``DegenerateInputError`` if every column of ``X`` (N, D) takes a single value (exact test)."""
+    if np.array_equal(X.max(axis=0), X.min(axis=0)):
+        raise DegenerateInputError(f"{name} are constant: every column has zero variance, so the samples "
+                                   f"are indistinguishable ({what})")
+
+
+def pow2_scale(arr: np.ndarray) -> float:
+    """A power of four ``s`` with ``max |s * arr|`` in ``[1/4, 1)`` (1.0 for an all-zero array).
+
+    Multiplying by ``s`` is exact in floating point (no rounding, barring underflow), and so are the
+    square roots of quantities scaled by ``s^2``: a scale-invariant computation on ``s * arr`` gives
+    the result of the original up to rounding, without overflow or underflow in its products.
+    """
+    top = _max_abs(arr)
+    if top == 0.0 or not np.isfinite(top):
+        return 1.0
+    exponent = np.frexp(top)[1]                          # top = f 2^exponent, f in [0.5, 1)
+    exponent += exponent % 2                              # even: s = 4^(-exponent / 2)
+    return float(np.ldexp(1.0, -exponent))
+
+
 def check_features(features, name: str = "features", *, min_samples: int = 2) -> np.ndarray:
     """Return ``features`` as a finite float64 ``(N, D)`` array (no copy if already float64)."""
     raw = features if isinstance(features, np.ndarray) else None
@@ -87,6 +138,7 @@ def check_features(features, name: str = "features", *, min_samples: int = 2) ->
         raise ValueError(f"{name} needs at least {min_samples} samples, got {X.shape[0]}")
     # float16/32 -> float64 conversion keeps (non-)finiteness: check the smaller original array
     _check_finite(raw if raw is not None and raw.dtype.kind == "f" else X, name)
+    check_magnitude(X, name)
     return X
 
 
@@ -124,6 +176,7 @@ def check_targets(targets, n_samples: int, name: str = "labels") -> np.ndarray:
     if Y.shape[0] != n_samples:
         raise ValueError(f"{name} has {Y.shape[0]} rows but the features have {n_samples} samples")
     _check_finite(Y, name)
+    check_magnitude(Y, name)
     return Y
 
 
@@ -139,6 +192,10 @@ def check_label_embeddings(label_embeddings, n_samples: int | None,
     if isinstance(label_embeddings, (list, tuple)):
         if len(label_embeddings) == 0:
             raise ValueError(f"{name} is an empty list; give K >= 1 arrays of shape (N, E)")
+        if any(isinstance(p, (list, tuple)) for p in label_embeddings):
+            # nested lists read as (N, E, K) or as K x (N, E) have the same shape when N == E: never guess
+            raise ValueError(f"{name} is a nested list, which is ambiguous ((N, E, K) or K lists of (N, E)); "
+                             "pass np.asarray(...) of shape (N, E, K) or a list of K numpy (N, E) arrays")
         parts = [_as_numeric_array(p, f"{name}[{k}]", convert) for k, p in enumerate(label_embeddings)]
         for k, p in enumerate(parts):
             if p.ndim != 2:
@@ -157,6 +214,7 @@ def check_label_embeddings(label_embeddings, n_samples: int | None,
     if n_samples is not None and Y.shape[0] != n_samples:
         raise ValueError(f"{name} has {Y.shape[0]} samples but the features have {n_samples}")
     _check_finite(Y, name)
+    check_magnitude(Y, name)
     return Y
 
 
