@@ -58,7 +58,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._linalg import class_sums
 from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_features
-from ._validation import check_labels, check_positive, check_targets
+from ._validation import check_labels, check_positive, check_targets, pow2_scale
 from .registry import register_metric
 
 __all__ = ["logme", "max_log_evidence"]
@@ -156,7 +156,7 @@ def _max_log_evidence(F: PreparedFeatures, rows, index, counts, *, tol: float, m
         z = project(F.X, vecs)
         positive = sigma > 0
         x2 = np.zeros_like(z)
-        x2[positive] = z[positive] ** 2 / sigma[positive, None]
+        x2[positive] = (z[positive] / np.sqrt(sigma[positive, None])) ** 2     # no overflow of z^2
     else:
         # u_i are the eigenvectors of X X^T themselves: x_i = u_i^T y  (N, T)
         x2 = project(vecs) ** 2
@@ -192,6 +192,11 @@ def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N:
     suprema of the evidence, so the maximum over the closure is the true maximum evidence.
     """
     T = x2.shape[1]
+    # the evidence depends on sigma only through sigma / t: iterate in units where max sigma ~ 1 (an
+    # exact power-of-four rescaling), so the result is invariant to the scale of X and nothing
+    # overflows; t is returned in the caller's units
+    unit = pow2_scale(sigma)
+    sigma = sigma * unit
     s = sigma[:, None]
     positive = sigma[sigma > 0]
     if positive.size == 0:
@@ -202,7 +207,9 @@ def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N:
     y_sq = x2.sum(axis=0) + outside                 # ||y||^2
     sx2 = sigma @ x2                                 # sum_i sigma_i x_i^2
     sum_sigma = positive.sum()
-    t = np.ones(T)
+    # start at alpha / beta = the mean eigenvalue / N: the reference's t = 1 for unit-variance features,
+    # expressed in the features' own units (a fixed t = 1 sent features of scale 1e-10 to the null limit)
+    t = np.full(T, positive.mean() / N)
     active = np.arange(T)
     n_boundary = 0
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
@@ -261,7 +268,7 @@ def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N:
     if not np.all(np.isfinite(evidence)):
         raise ValueError("LogME evidence is not finite (degenerate features or targets)")
     t_opt = np.choose(best, [t, np.full(T, np.inf), np.zeros(T)][:len(candidates)])
-    return evidence / N, t_opt
+    return evidence / N, t_opt / unit
 
 
 def _profile_evidence(t: np.ndarray, sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray,

@@ -24,6 +24,18 @@ eigenproblem (identical result up to rounding, checked in the tests; ~10x faster
 (:class:`metrics.PreparedFeatures`) minus the between-class scatter; that of the ConfMix refit is
 one GEMM of its class-centred features (no per-class loop).
 
+Numerics (the score is invariant to a shift and a rotation of X, not to its scale: the shrinkage
+``exp(-5 lambda_max(Sw))`` depends on the units). Everything is computed on ``s (X - mean)`` with ``s``
+an exact power of four (:func:`metrics._validation.pow2_scale`): the posteriors of the Fisher
+classifier for a given lambda are invariant to both (a shift adds a class-independent term to every
+logit, a scale cancels in ``M Sw'^-1 x``), and lambda itself is taken from ``lambda_max / s^2``, i.e.
+in the caller's units. The reference instead multiplies raw features: an offset of 1e8 cost it 8
+digits (0.70 instead of 1.00), and features beyond ~1e100 overflowed. Degenerate inputs raise
+:class:`metrics.DegenerateInputError`: constant features, and classes whose samples are all identical
+(e.g. one sample per class), where the within-class scatter is 0 and the shrunk ``Sw'`` is singular
+(the reference returned NaN). If the power iteration's start ``Sw.sum(axis=1)`` is 0 while ``Sw`` is
+not (only for exactly cancelling rows), it starts from ``diag(Sw)`` instead.
+
 Departures from the reference code: it rewrites the caller's X in place during ConfMix (here a new
 array), loops over ``range(num_classes)`` with raw label values (non-contiguous ids break it; here
 remapped) and prints the shrinkage.
@@ -35,7 +47,7 @@ import scipy.linalg
 
 from ._linalg import class_means, row_softmax
 from ._prepared import prepare_features
-from ._validation import EncodedLabels, check_labels
+from ._validation import DegenerateInputError, EncodedLabels, check_labels, check_not_constant, pow2_scale
 from .registry import register_metric
 
 __all__ = ["sfda"]
@@ -47,6 +59,8 @@ POWER_ITERATIONS = 3
 def _largest_eigenvalue(A: np.ndarray, n_iter: int = POWER_ITERATIONS) -> float:
     """The reference's power-iteration estimate ``x^T A y`` (x, y alternate normalised iterates)."""
     x = A.sum(axis=1)
+    if not np.any(x):                 # rows cancel exactly (A != 0 is checked by the caller)
+        x = np.diag(A).copy()
     y = x
     for _ in range(n_iter):
         y = A @ x
@@ -63,11 +77,13 @@ def _shrink(S: np.ndarray, lam: float) -> np.ndarray:
 
 
 def _fisher_posteriors(X: np.ndarray, enc: EncodedLabels, shrinkage: float | None,
-                       moments: tuple[np.ndarray, np.ndarray] | None = None):
+                       moments: np.ndarray | None = None, unit: float = 1.0):
     """Return (p (N, C) posteriors of the shrunk Fisher classifier on X, shrinkage used).
 
-    ``moments``: ``(mean, Xc^T Xc)`` of X if already known; then ``N Sw = Xc^T Xc - sum_c n_c
-    (m_c - mu)(m_c - mu)^T`` (no N x D^2 product), else ``N Sw = R^T R`` with the class-centred R.
+    ``X`` is centred and scaled by ``unit`` (caller's features times ``unit``); a new ``shrinkage``
+    is computed from ``lambda_max(Sw) / unit^2`` (the caller's units). ``moments``: ``Xc^T Xc`` of
+    X if already known; then ``N Sw = Xc^T Xc - sum_c n_c m_c m_c^T`` (no N x D^2 product), else
+    ``N Sw = R^T R`` with the class-centred R.
     """
     N = X.shape[0]
     means = class_means(X, enc.index, enc.counts)               # (C, D)
@@ -75,13 +91,17 @@ def _fisher_posteriors(X: np.ndarray, enc: EncodedLabels, shrinkage: float | Non
         R = X - means[enc.index]
         Sw = R.T @ R / N                                        # sum_c pi_c cov_c
     else:
-        mean, centred_gram = moments
-        Mc = means - mean
-        Sw = (centred_gram - Mc.T @ (enc.counts[:, None] * Mc)) / N
+        Sw = (moments - means.T @ (enc.counts[:, None] * means)) / N
     if shrinkage is None:
-        shrinkage = max(float(np.exp(-5.0 * _largest_eigenvalue(Sw))), 1e-10)
+        with np.errstate(over="ignore"):
+            top = _largest_eigenvalue(Sw) / (unit * unit)       # in the caller's units (may be inf)
+            shrinkage = max(float(np.exp(-5.0 * top)), 1e-10)
     Sw_shrunk = _shrink(Sw, shrinkage)
-    factor = scipy.linalg.cho_factor(Sw_shrunk, lower=True, check_finite=False)
+    try:
+        factor = scipy.linalg.cho_factor(Sw_shrunk, lower=True, check_finite=False)
+    except np.linalg.LinAlgError as exc:
+        raise DegenerateInputError("SFDA: the shrunk within-class scatter is singular (classes whose samples "
+                                   "(almost) coincide); the Fisher discriminant is undefined") from exc
     coef = scipy.linalg.cho_solve(factor, means.T, check_finite=False).T    # M Sw'^-1  (C, D)
     intercept = -0.5 * np.einsum("cd,cd->c", means, coef) + np.log(enc.counts / N)
     return row_softmax(X @ coef.T + intercept), shrinkage
@@ -91,13 +111,23 @@ def _fisher_posteriors(X: np.ndarray, enc: EncodedLabels, shrinkage: float | Non
 def sfda(features, labels) -> float:
     """SFDA score: mean probability of the true class after ConfMix (in (0, 1], higher is better)."""
     F = prepare_features(features)
-    X = F.X
-    enc = check_labels(labels, X.shape[0])
-    probs, shrinkage = _fisher_posteriors(X, enc, None, (F.mean(), F.centred_gram()))
+    enc = check_labels(labels, F.n_samples)
+    check_not_constant(F.X, what="SFDA's within-class scatter is 0")
+    first = np.zeros(enc.n_classes, dtype=np.int64)
+    first[enc.index[::-1]] = np.arange(F.n_samples)[::-1]         # first sample of each class
+    if np.array_equal(F.X, F.X[first[enc.index]]):
+        raise DegenerateInputError("SFDA: within every class all samples are identical (e.g. one sample per "
+                                   "class), so the within-class scatter is 0 and the Fisher discriminant is "
+                                   "undefined")
+    Xc = F.centred()
+    unit = pow2_scale(Xc)
+    Xc *= unit                                                  # exact: unit is a power of four
+    N = F.n_samples
+    probs, shrinkage = _fisher_posteriors(Xc, enc, None, F.centred_gram() * (unit * unit), unit)
     soft = row_softmax(probs)                                   # the paper's "softened" probabilities
-    conf = soft[np.arange(X.shape[0]), enc.index][:, None]
-    means = class_means(X, enc.index, enc.counts)
+    conf = soft[np.arange(N), enc.index][:, None]
+    means = class_means(Xc, enc.index, enc.counts)
     other_means = (means.sum(axis=0) - means) / (enc.n_classes - 1)
-    mixed = conf * X + (1.0 - conf) * other_means[enc.index]
+    mixed = conf * Xc + (1.0 - conf) * other_means[enc.index]
     probs2, _ = _fisher_posteriors(mixed, enc, shrinkage)
-    return float(np.mean(probs2[np.arange(X.shape[0]), enc.index]))
+    return float(np.mean(probs2[np.arange(N), enc.index]))
