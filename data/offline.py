@@ -9,7 +9,15 @@ digits             ``sklearn.datasets.load_digits()`` (8x8)    10       1258 / 5
 textures           skimage ``brick``/``grass``/``gravel``      3        384 / 384 (32 px patches, top /
                                                                         bottom half of each photo)
 lfw_faces          skimage ``lfw_subset()`` (25x25)            2        140 / 60 (stratified, seed 0)
+easyvqa_shapes     PyPI ``easy-vqa`` 1.0 scenes (64x64)        3        3107 / 763 (official split)
+easyvqa_colors     PyPI ``easy-vqa`` 1.0 scenes (64x64)        8        3144 / 790 (official split)
 =================  ==========================================  =======  ==================================
+
+easy-VQA recipe (every scene holds one coloured shape): the label of a scene is the answer of its
+questions whose answer is a shape word (circle / rectangle / triangle; e.g. "what shape is in the
+image?", "what is the blue shape?") or a colour word (8 colours; "what color is the shape?"). Scenes
+with no such question are left out (yes/no questions are not parsed); a scene whose answers disagree
+raises ``ValueError``. Images are kept in image-id order.
 
 These datasets do not read the data root (``root=`` is accepted and ignored, so one root can be passed
 for a mix of datasets); ``fashion_mnist`` takes ``idx_dir=`` to read the IDX files from another folder.
@@ -142,6 +150,47 @@ def _lfw_all():
     return images, labels
 
 
+@lru_cache(maxsize=4)
+def _easyvqa_split(split: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All scenes of an easy-VQA split: (image ids (N,), images uint8 (N, 64, 64, 3), answer table).
+
+    The answer table is (N, 2) object: [shape answer or None, colour answer or None]."""
+    try:
+        import easy_vqa
+    except ImportError as err:
+        raise DatasetNotFoundError("easy-VQA needs the PyPI package easy-vqa (pip install easy-vqa==1.0)") from err
+    from PIL import Image
+    questions = easy_vqa.get_train_questions() if split == "train" else easy_vqa.get_test_questions()
+    paths = easy_vqa.get_train_image_paths() if split == "train" else easy_vqa.get_test_image_paths()
+    ids = np.array(sorted(paths), dtype=np.int64)
+    row = {int(i): r for r, i in enumerate(ids)}
+    answers = np.full((len(ids), 2), None, dtype=object)
+    vocab = (set(_CLASSNAMES["easyvqa_shapes"]), set(_CLASSNAMES["easyvqa_colors"]))
+    for text, answer, image_id in zip(*questions):
+        for col, words in enumerate(vocab):
+            if answer in words:
+                r = row[int(image_id)]
+                if answers[r, col] not in (None, answer):
+                    raise ValueError(f"easy-VQA {split} image {image_id}: answers {answers[r, col]!r} and {answer!r} "
+                                     f"disagree (question {text!r})")
+                answers[r, col] = answer
+    images = []
+    for i in ids:
+        with Image.open(paths[int(i)]) as im:
+            images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    return ids, np.stack(images), answers
+
+
+def _easyvqa_source(column: int, dataset: str):
+    def source(split):
+        _, images, answers = _easyvqa_split(split)
+        names = _CLASSNAMES[dataset]
+        keep = np.array([a is not None for a in answers[:, column]])
+        labels = np.array([names.index(a) for a in answers[keep, column]], dtype=np.int64)
+        return images[keep], labels
+    return source
+
+
 def _stratified_source(loader: Callable):
     def source(split, test_fraction: float = 0.3, random_state: int = 0):
         images, labels = loader()
@@ -171,6 +220,10 @@ _OFFLINE: Dict[str, Tuple[Callable, str]] = {
     "digits": (_stratified_source(_digits_all), "sklearn 8x8 digits, stratified 70/30 split"),
     "textures": (_textures, "32x32 patches of skimage brick/grass/gravel photos, train/test from disjoint halves"),
     "lfw_faces": (_stratified_source(_lfw_all), "skimage LFW subset 25x25 face / non-face"),
+    "easyvqa_shapes": (_easyvqa_source(0, "easyvqa_shapes"),
+                       "easy-VQA 64x64 scenes labelled by the shape answers of their questions (PyPI easy-vqa)"),
+    "easyvqa_colors": (_easyvqa_source(1, "easyvqa_colors"),
+                       "easy-VQA 64x64 scenes labelled by the colour answers of their questions (PyPI easy-vqa)"),
 }
 
 
