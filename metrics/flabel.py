@@ -47,6 +47,9 @@ def logme_flabel(features, label_embeddings) -> float:
     """LogME regression on the K label embeddings (mean over the E K target columns)."""
     F = prepare_features(features)
     Y = prepare_label_embeddings(label_embeddings, F.n_samples)
+    if np.array_equal(Y.rows.min(axis=0), Y.rows.max(axis=0)):
+        raise ValueError("label embeddings are constant across samples (every sample has the same vector): "
+                         "they carry no label information")
     return float(np.mean(max_log_evidence(F, Y)))
 
 

@@ -68,6 +68,10 @@ T_HI = 1e8
 T_LO = 1e-8
 #: beyond T_NULL * max sigma a target whose evidence increases towards the null limit stops iterating
 T_NULL = 1e3
+#: largest |column mean| / largest column std LogME accepts (see :func:`_check_offset`)
+MAX_OFFSET_RATIO = 1e7
+#: density (points per decade of t) of the log grid that picks each target's starting t
+START_GRID_PER_DECADE = 2
 
 
 @register_metric("logme", requires=("features", "labels"))
@@ -129,6 +133,7 @@ def _max_log_evidence(F: PreparedFeatures, rows, index, counts, *, tol: float, m
     """Targets ``Y = rows[index]`` (N, T): ``rows`` (U, T) (None = the U x U identity, i.e. one-hot
     classes), ``index`` (N,) in ``0..U-1`` (None = one row per sample), ``counts`` (U,) group sizes."""
     N = F.n_samples
+    _check_offset(F)
     weights = None if counts is None else counts.astype(np.float64)
     if rows is None:
         target_sq = weights                                          # ||one-hot column c||^2 = n_c
@@ -169,6 +174,22 @@ def _max_log_evidence(F: PreparedFeatures, rows, index, counts, *, tol: float, m
     return evidence
 
 
+def _check_offset(F: PreparedFeatures) -> None:
+    """``ValueError`` if a common offset hides the features' variation from ``X^T X``.
+
+    LogME has no intercept and works with the eigenvalues of the uncentred Gram matrix, which resolve
+    the spread of the features only to ``eps * (offset / spread)^2`` relative: beyond
+    ``MAX_OFFSET_RATIO`` (largest |column mean| / largest column std) the small eigenvalues are lost
+    to rounding and the score silently becomes that of constant features. Exactly constant features
+    are fine (their Gram matrix is exact)."""
+    spread = float(F.std().max())
+    offset = float(np.abs(F.mean()).max())
+    if spread > 0 and offset > MAX_OFFSET_RATIO * spread:
+        raise ValueError(f"features have a common offset {offset / spread:.3g} times their spread (largest "
+                         f"|column mean| {offset:.3g}, largest column std {spread:.3g}): LogME (no intercept) "
+                         "cannot resolve their variation in X^T X; centre the features first")
+
+
 def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N: int, *,
                       tol: float, max_iter: int, full_rank_dual: bool) -> tuple[np.ndarray, np.ndarray]:
     """Maximise the evidence of all T targets at once; return ``(max evidence / N, t)``, both (T,).
@@ -207,9 +228,11 @@ def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N:
     y_sq = x2.sum(axis=0) + outside                 # ||y||^2
     sx2 = sigma @ x2                                 # sum_i sigma_i x_i^2
     sum_sigma = positive.sum()
-    # start at alpha / beta = the mean eigenvalue / N: the reference's t = 1 for unit-variance features,
-    # expressed in the features' own units (a fixed t = 1 sent features of scale 1e-10 to the null limit)
-    t = np.full(T, positive.mean() / N)
+    # start each target at the best point of a log grid over [t_lo, t_hi] (relative to the spectrum,
+    # so scale-covariant): the profile evidence can have several local maxima when the eigenvalues
+    # are far apart (e.g. features with a large common offset), and the reference's fixed start t = 1
+    # depends on the units (it sent features of scale 1e-10 to the null limit)
+    t = _grid_start(sigma, x2, outside, N, t_lo, t_hi)
     active = np.arange(T)
     n_boundary = 0
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
@@ -269,6 +292,19 @@ def maximise_evidence(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N:
         raise ValueError("LogME evidence is not finite (degenerate features or targets)")
     t_opt = np.choose(best, [t, np.full(T, np.inf), np.zeros(T)][:len(candidates)])
     return evidence / N, t_opt / unit
+
+
+def _grid_start(sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray, N: int, t_lo: float,
+                t_hi: float) -> np.ndarray:
+    """Per target (T,), the ``t`` of ``START_GRID_PER_DECADE`` log-spaced points in ``[t_lo, t_hi]``
+    with the largest profile evidence (see :func:`_profile_evidence`): one (G, k) x (k, T) GEMM."""
+    n_points = max(2, int(np.ceil(START_GRID_PER_DECADE * np.log10(t_hi / t_lo))) + 1)
+    grid = np.geomspace(t_lo, t_hi, n_points)                         # (G,)
+    ratio = grid[:, None] / (sigma[None, :] + grid[:, None])          # t / (sigma_i + t)  (G, k)
+    logdet = np.log1p(sigma[None, :] / grid[:, None]).sum(axis=1)     # (G,)  target-independent
+    with np.errstate(divide="ignore"):
+        profile = -0.5 * logdet[:, None] - 0.5 * N * np.log(ratio @ x2 + outside)
+    return grid[np.argmax(profile, axis=0)]
 
 
 def _profile_evidence(t: np.ndarray, sigma: np.ndarray, x2: np.ndarray, outside: np.ndarray,

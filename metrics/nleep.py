@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 from ._gmm import gmm_posteriors
 from ._linalg import EIGH_THREADS
 from ._prepared import PreparedFeatures, prepare_features
-from ._validation import check_labels, check_positive
+from ._validation import check_labels, check_not_constant, check_positive
 from .leep import leep_from_encoded
 from .registry import register_metric
 
@@ -52,6 +52,7 @@ def nleep(features, labels, *, component_ratio: float = 5, random_state: int = 0
     """NLEEP score (<= 0, higher is better); ``covariance_type`` of the GMM ("full" = published)."""
     F = prepare_features(features)
     enc = check_labels(labels, F.n_samples)
+    check_not_constant(F.X, what="NLEEP's PCA keeps no component")
     component_ratio = check_positive(component_ratio, "component_ratio")
     if covariance_type not in ("full", "tied", "diag", "spherical"):
         raise ValueError(f"covariance_type must be 'full', 'tied', 'diag' or 'spherical', got {covariance_type!r}")
