@@ -13,8 +13,18 @@ Captions (captioning): sample i gets ``enc(caption_i)``: (N, E) float32, row ord
 of ``captions/{dataset}.json`` written by the feature extraction.
 
 Files go to ``label_embeddings/{dataset}/{encoder}.npy`` and ``caption_embeddings/{dataset}/{encoder}.npy``
-of :class:`data.cache.CacheLayout`, atomically; existing files are kept (``overwrite=False``), and a
-long caption run resumes from its finished chunks.
+of :class:`data.cache.CacheLayout`, atomically, each with a provenance record
+(:func:`data.cache.save_entry`) of what it was made from:
+
+    class names: {"encoder": cache name, "encoder_name": encoder.name, "templates": [...], "readable": bool,
+                  "classnames": [...]}
+    captions:    {"encoder": ..., "encoder_name": ..., "captions_sha256": sha256 of the caption list, "n": N}
+
+An existing file is kept (``overwrite=False``) only while its record matches and its bytes hash to
+the recorded value; otherwise (other class names or templates, a corrupt or legacy file) it is
+re-embedded with one note. Encoder options (``encoder_kwargs``: weights folder, device, batch size)
+are not part of the record: a different checkpoint under the same name needs its own ``cache_name``.
+A long caption run resumes from its finished chunks.
 """
 from __future__ import annotations
 
@@ -23,11 +33,13 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from data.cache import CacheLayout, CacheMissingError, atomic_save_npy
+from data.cache import (CacheLayout, CacheCorruptError, CacheMissingError, check_entry, entry_lock, load_json,
+                        load_npy, save_entry, stale_note)
+from data.fingerprint import sha256_json
 
 from .encoders import TextEncoder, get_text_encoder
 
@@ -103,39 +115,48 @@ def _encoder_key(encoder: EncoderLike, cache_name: Optional[str]) -> str:
     return key
 
 
+def _encoder_name(encoder: EncoderLike) -> str:
+    return encoder if isinstance(encoder, str) else str(encoder.name)
+
+
 def write_label_embeddings(dataset: str, encoder: EncoderLike, cache_root: Union[str, os.PathLike], *,
                            classnames: Optional[Sequence[str]] = None, templates: Union[str, Sequence[str]] = "photo",
                            readable: bool = True, encoder_kwargs: Optional[Mapping] = None,
-                           cache_name: Optional[str] = None, overwrite: bool = False, progress: bool = True) -> Path:
+                           cache_name: Optional[str] = None, overwrite: bool = False, progress: bool = True,
+                           log: Callable[[str], None] = print) -> Path:
     """Embed the class names of ``dataset`` and save ``label_embeddings/{dataset}/{encoder}.npy`` (C, E).
 
     ``classnames`` default to ``data.get_classnames(dataset)``. ``encoder`` is a registry name (built
     only if the file has to be made) or a :class:`TextEncoder`; ``cache_name`` overrides the file
-    name (e.g. ``"bert_padmean"`` for a variant). An existing file is kept unless ``overwrite``;
-    it must have C rows, else ``ValueError`` (a stale file from another class list).
+    name (e.g. ``"bert_padmean"`` for a variant). An existing file is kept unless ``overwrite`` or
+    its record differs from this call's class names / templates / encoder (module docstring); then
+    it is re-embedded and ``log`` gets one line saying why.
     """
     if classnames is None:
         from data import get_classnames
         classnames = get_classnames(dataset)
-    path = CacheLayout(cache_root).label_embedding(dataset, _encoder_key(encoder, cache_name))
-    if path.is_file() and not overwrite:
-        rows = np.load(path, mmap_mode="r").shape[0]
-        if rows != len(classnames):
-            raise ValueError(f"{path} has {rows} rows but {dataset!r} has {len(classnames)} classes; "
-                             "delete it or pass overwrite=True")
-        return path
-    emb = embed_classnames(classnames, encoder, templates=templates, readable=readable,
-                           encoder_kwargs=encoder_kwargs, progress=progress)
-    return atomic_save_npy(path, emb)
+    names = [str(n) for n in classnames]
+    key = _encoder_key(encoder, cache_name)
+    temps = resolve_templates(templates)
+    made_from = {"encoder": key, "encoder_name": _encoder_name(encoder), "templates": list(temps),
+                 "readable": bool(readable), "classnames": names}
+    path = CacheLayout(cache_root).label_embedding(dataset, key)
+    with entry_lock(path):
+        if not overwrite:
+            check = check_entry(path, made_from)
+            if check.valid:
+                return path
+            if check.reason:
+                log(stale_note("label embedding", path, check.reason, "re-embedding"))
+        emb = embed_classnames(names, encoder, templates=temps, readable=readable,
+                               encoder_kwargs=encoder_kwargs, progress=progress)
+        return save_entry(path, emb, made_from)
 
 
 def _load_captions(layout: CacheLayout, dataset: str) -> List[str]:
     path = layout.captions(dataset)
-    if not path.is_file():
-        raise CacheMissingError(f"missing cache file: {path} (the caption feature extraction writes it in the "
-                                "sample order of the features; or pass captions= explicitly)")
-    with open(path, encoding="utf-8") as fh:
-        captions = json.load(fh)
+    captions = load_json(path, hint="the caption feature extraction writes it in the sample order of the "
+                                    "features; or pass captions= explicitly")
     if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
         raise ValueError(f"{path} must hold a JSON list of caption strings")
     return captions
@@ -144,13 +165,14 @@ def _load_captions(layout: CacheLayout, dataset: str) -> List[str]:
 def write_caption_embeddings(dataset: str, encoder: EncoderLike, cache_root: Union[str, os.PathLike], *,
                              captions: Optional[Sequence[str]] = None, encoder_kwargs: Optional[Mapping] = None,
                              cache_name: Optional[str] = None, overwrite: bool = False, chunk_size: int = 2048,
-                             progress: bool = True) -> Path:
+                             progress: bool = True, log: Callable[[str], None] = print) -> Path:
     """Embed one caption per sample and save ``caption_embeddings/{dataset}/{encoder}.npy`` (N, E).
 
     ``captions`` default to ``captions/{dataset}.json`` of the cache (same sample order as the
-    features). Work is done in chunks of ``chunk_size`` captions saved under ``{file}.parts/``; an
+    features). Work is done in chunks of ``chunk_size`` captions saved under ``{file}.parts/``
+    (named by the captions' hash, so parts of another caption list are never mixed in); an
     interrupted run resumes from the finished chunks, and the parts are removed once the final
-    file is written atomically.
+    file is written atomically. An existing file is kept while its record matches (module doc).
     """
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -158,33 +180,45 @@ def write_caption_embeddings(dataset: str, encoder: EncoderLike, cache_root: Uni
     texts = list(captions) if captions is not None else _load_captions(layout, dataset)
     if not texts:
         raise ValueError(f"no captions for {dataset!r}")
-    path = layout.caption_embedding(dataset, _encoder_key(encoder, cache_name))
-    if path.is_file() and not overwrite:
-        rows = np.load(path, mmap_mode="r").shape[0]
-        if rows != len(texts):
-            raise ValueError(f"{path} has {rows} rows but {dataset!r} has {len(texts)} captions; "
-                             "delete it or pass overwrite=True")
-        return path
-    parts_dir = path.with_name(path.name + ".parts")
-    if overwrite and parts_dir.exists():
-        shutil.rmtree(parts_dir)
-    starts = list(range(0, len(texts), int(chunk_size)))
-    enc: Optional[TextEncoder] = None
-    chunks = []
-    iterator = starts
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(starts, desc=f"captions[{dataset}]", unit="chunk")
-    for start in iterator:
-        part = parts_dir / f"{start:09d}_{int(chunk_size)}_{len(texts)}.npy"
-        if part.is_file():
-            chunks.append(np.load(part))
-            continue
-        if enc is None:
-            enc = _as_encoder(encoder, encoder_kwargs)
-        emb = enc.encode(texts[start:start + int(chunk_size)]).astype(np.float32)
-        atomic_save_npy(part, emb)
-        chunks.append(emb)
-    result = atomic_save_npy(path, np.concatenate(chunks, axis=0))
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    return result
+    key = _encoder_key(encoder, cache_name)
+    digest = sha256_json(texts)
+    made_from = {"encoder": key, "encoder_name": _encoder_name(encoder), "captions_sha256": digest, "n": len(texts)}
+    path = layout.caption_embedding(dataset, key)
+    with entry_lock(path):
+        parts_dir = path.with_name(path.name + ".parts")
+        if not overwrite:
+            check = check_entry(path, made_from)
+            if check.valid:
+                return path
+            if check.reason:
+                log(stale_note("caption embedding", path, check.reason, "re-embedding"))
+        elif parts_dir.exists():
+            shutil.rmtree(parts_dir)
+        starts = list(range(0, len(texts), int(chunk_size)))
+        enc: Optional[TextEncoder] = None
+        chunks = []
+        iterator = starts
+        if progress:
+            from tqdm.auto import tqdm
+            iterator = tqdm(starts, desc=f"captions[{dataset}]", unit="chunk")
+        for start in iterator:
+            part = parts_dir / f"{start:09d}_{int(chunk_size)}_{len(texts)}_{digest[:16]}.npy"
+            stop = min(start + int(chunk_size), len(texts))
+            if part.is_file():
+                try:
+                    emb = load_npy(part)
+                    if emb.ndim == 2 and emb.shape[0] == stop - start:
+                        chunks.append(emb)
+                        continue
+                    reason = f"it has {emb.shape} rows, expected {stop - start}"
+                except CacheCorruptError as exc:
+                    reason = str(exc).split("; delete")[0]
+                log(stale_note("caption chunk", part, reason, "re-embedding it"))
+            if enc is None:
+                enc = _as_encoder(encoder, encoder_kwargs)
+            emb = enc.encode(texts[start:stop]).astype(np.float32)
+            save_entry(part, emb, {"chunk_of": made_from, "start": start})
+            chunks.append(emb)
+        result = save_entry(path, np.concatenate(chunks, axis=0), made_from)
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        return result

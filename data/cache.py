@@ -1,4 +1,4 @@
-"""The on-disk cache layout shared by the extraction and evaluation scripts.
+"""The on-disk cache layout shared by the extraction and evaluation scripts, and its provenance records.
 
 Every array is one ``.npy`` file, written atomically (temporary file in the same directory, then
 ``os.replace``), so a killed run never leaves a half-written file and a re-run skips what exists::
@@ -17,19 +17,57 @@ Every array is one ``.npy`` file, written atomically (temporary file in the same
 
 Sample order: extraction iterates the dataset in a fixed order (after an optional per-class
 subsample with a fixed seed), so row i of every file of one dataset is the same image.
+
+Provenance (``docs/data.md``, "Cache provenance"). Every entry written by the pipelines
+(:func:`save_entry`) has a record ``{file}.record.json`` next to it::
+
+    {"format": 1, "file": "resnet50.npy", "sha256": "<hash of the file's bytes>", "bytes": 123,
+     "shape": [N, D], "dtype": "float32", "made_from": {...}}
+
+``made_from`` says what the entry was computed from (dataset fingerprint of :mod:`data.fingerprint`,
+model and preprocessing, encoder, templates, class names, ...). An entry is reused only when
+:func:`check_entry` finds its record readable, its ``made_from`` equal to what the caller would make
+it from now, and the file's sha256 equal to the recorded one (which also catches truncated, empty or
+garbage files, and a record left next to another writer's data). Otherwise the caller recomputes it,
+printing one line with the reason (:func:`stale_note`); entries without a record (older code) are
+recomputed too. The data file is written before its record, each atomically, both under
+:func:`entry_lock` (``fcntl.flock`` on ``.{file}.lock``), so two runs sharing a cache directory
+never mix one's data with the other's record and compute a shared entry once.
+
+Reading goes through :func:`load_npy`: a missing file raises :class:`CacheMissingError`, an
+unreadable one or one that disagrees with its record :class:`CacheCorruptError`, each naming the
+file and the fix, never numpy's traceback.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
-__all__ = ["CacheLayout", "atomic_write", "atomic_save_npy", "atomic_save_json", "load_npy", "CacheMissingError"]
+from .fingerprint import file_sha256
+
+try:  # POSIX advisory locks; without them (Windows) entries are still written atomically
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+__all__ = ["CacheLayout", "atomic_write", "atomic_save_npy", "atomic_save_json", "load_npy", "load_json",
+           "CacheMissingError", "CacheCorruptError", "RECORD_SUFFIX", "record_path", "read_record",
+           "save_entry", "save_json_entry", "check_entry", "EntryCheck", "entry_lock", "stale_note",
+           "describe_difference"]
+
+RECORD_FORMAT = 1
+RECORD_SUFFIX = ".record.json"
+#: what a failed ``np.load`` of a damaged file raises (empty: EOFError; truncated / garbage: ValueError)
+_LOAD_ERRORS = (ValueError, OSError, EOFError, pickle.UnpicklingError, SyntaxError, IndexError, MemoryError)
 
 
 def _current_umask() -> int:
@@ -43,6 +81,10 @@ _UMASK = _current_umask()
 
 class CacheMissingError(FileNotFoundError):
     """A cache file the caller needs does not exist (the message names it and the script that makes it)."""
+
+
+class CacheCorruptError(ValueError):
+    """A cache file cannot be read or disagrees with its provenance record (the message names it and the fix)."""
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
@@ -67,8 +109,24 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
         raise
 
 
+class _HashingWriter:
+    """File-like wrapper that hashes every byte written through it."""
+
+    def __init__(self, fh):
+        self.fh, self.hash, self.size = fh, hashlib.sha256(), 0
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.hash.update(data)
+        self.size += len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Save ``array`` to ``path`` (.npy) atomically; parent folders are created."""
+    """Save ``array`` to ``path`` (.npy) atomically; parent folders are created (no record)."""
     path = Path(path)
     arr = np.asarray(array)
     atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
@@ -83,15 +141,187 @@ def atomic_save_json(path: str | os.PathLike, obj: Any) -> Path:
     return path
 
 
-def load_npy(path: str | os.PathLike, *, hint: str = "") -> np.ndarray:
-    """Load a cache file, failing with a message that names the missing path (and how to make it)."""
+# -- provenance records ----------------------------------------------------------------------------
+def record_path(path: str | os.PathLike) -> Path:
+    """The provenance record of cache file ``path``: ``{path}.record.json``."""
+    path = Path(path)
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def _normalise(made_from: Mapping[str, Any]) -> dict:
+    return json.loads(json.dumps(dict(made_from), sort_keys=True, default=str))
+
+
+@contextlib.contextmanager
+def entry_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Exclusive ``fcntl.flock`` on ``.{name}.lock`` next to ``path`` (blocks until it is free)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def _write_record(path: Path, digest: str, size: int, made_from: Mapping[str, Any], **extra) -> None:
+    atomic_save_json(record_path(path), {"format": RECORD_FORMAT, "file": path.name, "sha256": digest,
+                                         "bytes": int(size), **extra, "made_from": _normalise(made_from)})
+
+
+def save_entry(path: str | os.PathLike, array: np.ndarray, made_from: Mapping[str, Any]) -> Path:
+    """Save ``array`` atomically and then its record (sha256 of the bytes written + ``made_from``).
+
+    Call it under :func:`entry_lock` when other runs may write the same entry."""
+    path = Path(path)
+    arr = np.asarray(array)
+    box = {}
+
+    def write(fh):
+        w = _HashingWriter(fh)
+        np.save(w, arr, allow_pickle=False)
+        box["w"] = w
+
+    atomic_write(path, write)
+    _write_record(path, box["w"].hash.hexdigest(), box["w"].size, made_from,
+                  shape=list(arr.shape), dtype=arr.dtype.str)
+    return path
+
+
+def save_json_entry(path: str | os.PathLike, obj: Any, made_from: Mapping[str, Any]) -> Path:
+    """:func:`save_entry` for a JSON document (e.g. ``captions/{dataset}.json``)."""
+    path = Path(path)
+    data = json.dumps(obj, indent=2).encode()
+    atomic_write(path, lambda fh: fh.write(data))
+    _write_record(path, hashlib.sha256(data).hexdigest(), len(data), made_from)
+    return path
+
+
+def read_record(path: str | os.PathLike) -> Optional[dict]:
+    """The record of cache file ``path``, None without one; :class:`CacheCorruptError` if unreadable."""
+    rec = record_path(path)
+    try:
+        text = rec.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CacheCorruptError(f"provenance record {rec} cannot be read ({exc}); delete it and {Path(path).name} "
+                                "to recompute the entry") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CacheCorruptError(f"provenance record {rec} is corrupt ({exc}); delete it and {Path(path).name} "
+                                "to recompute the entry") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("sha256"), str) or not isinstance(doc.get("made_from"), dict):
+        raise CacheCorruptError(f"provenance record {rec} is corrupt (not a record of format {RECORD_FORMAT}); "
+                                f"delete it and {Path(path).name} to recompute the entry")
+    return doc
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def describe_difference(old: Mapping[str, Any], new: Mapping[str, Any], _prefix: str = "") -> str:
+    """One phrase naming the first field where two ``made_from`` records differ."""
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "dataset" and isinstance(a, dict) and isinstance(b, dict):
+            if a.get("n") != b.get("n"):
+                return f"made from different data ({a.get('n')} items, now {b.get('n')})"
+            if a.get("method") != b.get("method"):
+                return (f"dataset fingerprinted differently ({a.get('method')}, now {b.get('method')}), "
+                        "cannot tell it is the same data")
+            return f"made from different data (same number of items, {b.get('n')}, different content)"
+        if isinstance(a, dict) and isinstance(b, dict):
+            return describe_difference(a, b, _prefix=f"{_prefix}{key}.")
+        if a is None:
+            return f"its record has no {_prefix}{key} (written by an older version)"
+        return f"made with a different {_prefix}{key} ({_short(a)}, now {_short(b)})"
+    return "its record differs"
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    """Outcome of :func:`check_entry`: ``valid`` to reuse; otherwise ``reason`` (None: the file is absent)."""
+
+    valid: bool
+    reason: Optional[str] = None
+
+
+def check_entry(path: str | os.PathLike, made_from: Mapping[str, Any]) -> EntryCheck:
+    """Can cache file ``path`` be reused for an entry made from ``made_from``? (see the module doc)"""
+    path = Path(path)
+    if not path.is_file():
+        return EntryCheck(False, None)
+    try:
+        rec = read_record(path)
+    except CacheCorruptError:
+        return EntryCheck(False, f"its provenance record {record_path(path).name} is corrupt or unreadable")
+    if rec is None:
+        return EntryCheck(False, "it has no provenance record (written by an older version or another tool)")
+    if rec.get("format") != RECORD_FORMAT:
+        return EntryCheck(False, f"its record has format {rec.get('format')!r}, not {RECORD_FORMAT}")
+    want = _normalise(made_from)
+    if rec["made_from"] != want:
+        return EntryCheck(False, describe_difference(rec["made_from"], want))
+    size = path.stat().st_size
+    if size != rec.get("bytes") or file_sha256(path) != rec["sha256"]:
+        return EntryCheck(False, f"the file is corrupt or was modified after it was written ({size} bytes, "
+                                 f"recorded {rec.get('bytes')}; content hash differs from its record)")
+    return EntryCheck(True, None)
+
+
+def stale_note(what: str, path: str | os.PathLike, reason: str, action: str = "recomputing") -> str:
+    """The one log line for an entry that is not reused: ``note: {what} {path}: {reason}: {action}``."""
+    return f"note: {what} {path}: {reason}: {action}"
+
+
+# -- readers with clear errors ----------------------------------------------------------------------
+def load_npy(path: str | os.PathLike, *, hint: str = "", verify: bool = True) -> np.ndarray:
+    """Load a cache file, failing with a message that names the path and the fix.
+
+    Missing: :class:`CacheMissingError` (with ``hint``, how to make it). Unreadable (empty, truncated,
+    garbage header) or, when it has a record and ``verify``, different from its recorded sha256:
+    :class:`CacheCorruptError` telling to delete it and recompute it."""
     path = Path(path)
     if not path.is_file():
         msg = f"missing cache file: {path}"
         if hint:
             msg += f" ({hint})"
         raise CacheMissingError(msg)
-    return np.load(path, allow_pickle=False)
+    fix = f"delete it and recompute it{f' ({hint})' if hint else ''}"
+    if verify:
+        rec = read_record(path)
+        if rec is not None and file_sha256(path) != rec["sha256"]:
+            raise CacheCorruptError(f"cache file {path} is corrupt or was modified after it was written (its "
+                                    f"content differs from its record {record_path(path).name}); {fix}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except _LOAD_ERRORS as exc:
+        raise CacheCorruptError(f"cache file {path} is corrupt ({type(exc).__name__}: {exc}); {fix}") from None
+
+
+def load_json(path: str | os.PathLike, *, hint: str = "") -> Any:
+    """:func:`load_npy` for a JSON cache file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CacheMissingError(f"missing cache file: {path}" + (f" ({hint})" if hint else ""))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise CacheCorruptError(f"cache file {path} is corrupt ({type(exc).__name__}: {exc}); delete it and "
+                                f"recompute it{f' ({hint})' if hint else ''}") from None
 
 
 @dataclass(frozen=True)

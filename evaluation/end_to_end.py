@@ -11,6 +11,14 @@ is missing:
    encoder; the evaluation indexes them by the labels to get the per-sample F-labels (N×E×K);
 3. :func:`evaluation.evaluate` — every metric on every (dataset, model), resumable, timed, judged
    against ``ground_truth`` when given.
+
+Every cache entry carries a provenance record (``data.cache``; ``docs/data.md``, "Cache provenance"):
+a stage reuses an entry only when it was made from the same data (content fingerprint), model and
+preprocessing, encoder, templates and class names, and the scores only while their input files'
+hashes and the metric's code are unchanged; anything else is recomputed with one note saying why.
+The evaluation checks that the features it scores come from the data extracted in this call
+(``expected_fingerprints``), so a concurrent run writing other images under the same dataset name
+is an error, not a silently wrong ranking.
 """
 from __future__ import annotations
 
@@ -57,14 +65,17 @@ def score_models(model_names: Sequence[str], dataset_names: Sequence[str], *,
         raise ValueError("no datasets to score on")
     if not encoders:
         raise ValueError("give at least one text encoder for the label embeddings")
-    extract_to_cache(list(model_names), list(dataset_names), cache_dir=cache_dir, split=split,
-                     data_root=data_root, weights_dir=weights_dir, n_per_class=n_per_class,
-                     random_state=random_state, batch_size=batch_size, device=device, progress=progress,
-                     dataset_factory=dataset_factory)
+    pairs = extract_to_cache(list(model_names), list(dataset_names), cache_dir=cache_dir, split=split,
+                             data_root=data_root, weights_dir=weights_dir, n_per_class=n_per_class,
+                             random_state=random_state, batch_size=batch_size, device=device, progress=progress,
+                             dataset_factory=dataset_factory, log=log)
+    fingerprints = {r.dataset: r.fingerprint for r in pairs if r.fingerprint is not None}
     for d in dataset_names:
         names = None if classnames is None else classnames.get(d)
         for enc in encoders:
-            write_label_embeddings(d, enc, cache_dir, classnames=names, templates=templates, progress=progress)
+            write_label_embeddings(d, enc, cache_dir, classnames=names, templates=templates, progress=progress,
+                                   log=log)
     return evaluate(cache_dir, results_dir, datasets=list(dataset_names), models=list(model_names),
                     metrics=metrics, encoders=tuple(encoders), ground_truth=ground_truth, group=group,
-                    random_state=random_state, progress=progress, log=log, n_jobs=n_jobs)
+                    random_state=random_state, progress=progress, log=log, n_jobs=n_jobs,
+                    expected_fingerprints=fingerprints)

@@ -13,29 +13,38 @@ missing. The judged tables (rank correlation with fine-tuned accuracy) are built
 Missing caches are found before any metric runs: a missing ``source_probs`` file means the model has
 no source head, so metrics that need it are skipped for that model with a printed note (LEEP, NCE);
 any other missing file raises :class:`data.cache.CacheMissingError` naming every missing path.
+Inputs whose provenance records (``data.cache``) were made from different data than the dataset's
+labels (or than ``expected_fingerprint``, the dataset a caller just extracted) raise ``ValueError``
+naming the files. A stored score is reused only while the sha256 of every input file and the
+metric's code version (:func:`metric_code_version`) match; the others are recomputed with one note
+per reason.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from tqdm.auto import tqdm
 
 import metrics as metrics_lib
 from common import Registry
-from data.cache import CacheLayout, CacheMissingError
+from data.cache import CacheCorruptError, CacheLayout, CacheMissingError, read_record
+from data.fingerprint import file_sha256
 
 from .inputs import INPUT_NAMES, DatasetInputs
 from .score_cache import ScoreCache, ScoreEntry, score_key
 
 __all__ = ["TaskSpec", "TASKS", "get_task", "DatasetResult", "EvaluationResult", "evaluate", "evaluate_dataset",
-           "worker_pool"]
+           "worker_pool", "metric_code_version", "input_fingerprint"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,40 @@ def _resolve_metrics(names: Sequence[str], task: TaskSpec, encoders: Sequence[st
     return fns
 
 
+_CODE_VERSIONS: Dict[int, str] = {}
+
+
+def metric_code_version(fn: Callable) -> str:
+    """The code version a stored score of ``fn`` is tied to.
+
+    ``fn.version`` when the metric declares one (``"version:<v>"``; bump it when the formula
+    changes); otherwise the sha256 of the source of the module defining ``fn`` and of the private
+    helper modules (``_*.py``) of its package, which every metric of :mod:`metrics` shares."""
+    version = getattr(fn, "version", None)
+    if version is not None:
+        return f"version:{version}"
+    cached = _CODE_VERSIONS.get(id(fn))
+    if cached is not None:
+        return cached
+    module = sys.modules.get(getattr(fn, "__module__", ""), None)
+    source = getattr(module, "__file__", None)
+    if source is None:
+        raise ValueError(f"metric {getattr(fn, '__name__', fn)!r} has no source file and no 'version' attribute; "
+                         "give it fn.version so its stored scores can be tied to its code")
+    folder = Path(source).parent
+    files = [Path(source)] + sorted(p for p in folder.glob("_*.py") if p != Path(source) and p.name != "__init__.py")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    _CODE_VERSIONS[id(fn)] = version = "sha256:" + h.hexdigest()[:32]
+    return version
+
+
+def input_fingerprint(inputs: DatasetInputs, requires: Sequence[str], model: str) -> Dict[str, str]:
+    """``{cache-relative path: sha256 of the file}`` of every input file of ``model`` (content, not mtime)."""
+    return {p.relative_to(inputs.layout.root).as_posix(): file_sha256(p) for p in inputs.input_files(requires, model)}
+
+
 def _label_setup(requires: Sequence[str], inputs: DatasetInputs) -> Optional[str]:
     if "label_embeddings" not in requires:
         return None
@@ -128,9 +171,9 @@ def _label_setup(requires: Sequence[str], inputs: DatasetInputs) -> Optional[str
 
 
 def _preflight(inputs: DatasetInputs, models: Sequence[str], fns: Mapping[str, Callable],
-               log: Callable[[str], None]) -> Dict[str, Dict[str, str]]:
-    """Check every needed cache file exists; return the (metric, model) pairs skipped for lack of a
-    source head, raise CacheMissingError naming every other missing file."""
+               log: Callable[[str], None], expected_fingerprint: Optional[str] = None) -> Dict[str, Dict[str, str]]:
+    """Check every needed cache file exists and comes from the same data; return the (metric, model)
+    pairs skipped for lack of a source head, raise CacheMissingError naming every other missing file."""
     skipped: Dict[str, Dict[str, str]] = {}
     missing: Dict[str, None] = {}
     for model in models:
@@ -147,7 +190,44 @@ def _preflight(inputs: DatasetInputs, models: Sequence[str], fns: Mapping[str, C
     if missing:
         raise CacheMissingError(f"dataset {inputs.dataset!r}: {len(missing)} missing cache file(s) under "
                                 f"{inputs.layout.root}:\n  " + "\n  ".join(missing))
+    _check_provenance(inputs, models, fns, expected_fingerprint)
     return skipped
+
+
+def _dataset_of(path: Path) -> Optional[str]:
+    """The dataset fingerprint in the record of cache file ``path`` (None: no record, or none in it)."""
+    try:
+        rec = read_record(path)
+    except CacheCorruptError as exc:
+        raise CacheCorruptError(f"{exc} (or re-run the extraction)") from None
+    if rec is None:
+        return None
+    ds = rec["made_from"].get("dataset")
+    return ds.get("fingerprint") if isinstance(ds, dict) else None
+
+
+def _check_provenance(inputs: DatasetInputs, models: Sequence[str], fns: Mapping[str, Callable],
+                      expected: Optional[str]) -> None:
+    """Every per-sample input file with a record must come from the same data (and from ``expected``)."""
+    files: Dict[Path, None] = {}
+    for model in models:
+        for fn in fns.values():
+            for p in inputs.input_files(fn.requires, model):
+                if p.is_file() and (p.parent.parent.name in ("features", "source_probs") or p == inputs.layout.labels(inputs.dataset)):
+                    files.setdefault(p, None)
+    made = {p: _dataset_of(p) for p in files}
+    made = {p: fp for p, fp in made.items() if fp is not None}
+    reference = expected
+    if reference is None:
+        labels = inputs.layout.labels(inputs.dataset)
+        reference = made.get(labels) or next(iter(made.values()), None)
+    stale = [p for p, fp in made.items() if fp != reference]
+    if stale:
+        what = "than the data just extracted" if expected is not None else "than the other cache files of this dataset"
+        raise ValueError(f"dataset {inputs.dataset!r}: cache file(s) made from different data {what} (another run "
+                         "writing other images under the same dataset name, or a partial re-extraction?):\n  "
+                         + "\n  ".join(str(p) for p in stale)
+                         + "\nre-run the extraction for this dataset, or use a different dataset name / cache directory")
 
 
 @dataclass(frozen=True)
@@ -231,7 +311,8 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
                      stack_method: str = "project", random_state: int = 0,
                      ground_truth: Optional[Mapping[str, float]] = None, progress: bool = True,
                      log: Callable[[str], None] = tqdm.write, n_jobs: int = 1,
-                     pool: Optional[ProcessPoolExecutor] = None) -> DatasetResult:
+                     pool: Optional[ProcessPoolExecutor] = None,
+                     expected_fingerprint: Optional[str] = None) -> DatasetResult:
     """Score every model of ``dataset`` with every metric in ``fns`` (name -> callable).
 
     Scores already in ``cache`` with unchanged inputs are reused; the rest are computed, timed and
@@ -240,6 +321,8 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
     ``n_jobs > 1`` scores that many models at once in worker processes (one BLAS thread each);
     the scores are the same as with ``n_jobs=1``. ``pool`` (from :func:`worker_pool`) runs the
     models in an existing pool instead of starting one (``n_jobs`` is then ignored).
+    ``expected_fingerprint``: the dataset fingerprint the cache files must have been made from
+    (their records are checked; files without a record are taken as they are).
     """
     if len(models) < 1 or len(set(models)) != len(models):
         raise ValueError(f"dataset {dataset!r}: models must be a non-empty list without repeats, got {list(models)}")
@@ -248,38 +331,50 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
                            stack_method=stack_method, random_state=random_state)
     if ground_truth is not None and any(m not in ground_truth for m in models):
         raise ValueError(f"dataset {dataset!r}: no ground truth for model(s) {[m for m in models if m not in ground_truth]}")
-    skipped = _preflight(inputs, models, fns, log)
+    skipped = _preflight(inputs, models, fns, log, expected_fingerprint)
     result = DatasetResult(dataset=dataset, models=list(models), metrics=list(fns),
                            scores={m: {} for m in fns}, seconds={m: {} for m in fns}, skipped=skipped,
                            ground_truth=None if ground_truth is None else {m: float(ground_truth[m]) for m in models})
     pairs = [(model, name) for model in models for name in fns if model not in skipped.get(name, {})]
     entries: Dict[Tuple[str, str], ScoreEntry] = {}
-    todo: Dict[str, Dict[str, Tuple[str, str]]] = {}       # model -> {metric: (score key, fingerprint)}
+    todo: Dict[str, Dict[str, Tuple[str, Dict[str, str], str]]] = {}   # model -> {metric: (key, inputs, code)}
+    stale: Dict[str, List[str]] = {}                                   # reason -> ["model/metric", ...]
+    codes = {name: metric_code_version(fn) for name, fn in fns.items()}
     for model, name in pairs:
         fn = fns[name]
         key = score_key(model, name, label_setup=_label_setup(fn.requires, inputs))
-        fingerprint = inputs.fingerprint(fn.requires, model)
-        entry = cache.get(key, fingerprint)
+        made_from = input_fingerprint(inputs, fn.requires, model)
+        entry, reason = cache.lookup(key, made_from, codes[name])
         if entry is None:
-            todo.setdefault(model, {})[name] = (key, fingerprint)
+            todo.setdefault(model, {})[name] = (key, made_from, codes[name])
+            if reason is not None:
+                stale.setdefault(reason, []).append(f"{model}/{name}")
         else:
             entries[model, name] = entry
             result.reused += 1
+    for reason, which in stale.items():
+        shown = ", ".join(which[:6]) + (f", ... ({len(which)} in all)" if len(which) > 6 else "")
+        log(f"note: {dataset}: recomputing {len(which)} stored score(s) ({shown}): {reason}")
 
     def store(model: str, outcome: Dict[str, tuple]) -> None:
+        new: Dict[str, ScoreEntry] = {}
         for name, item in outcome.items():
             if item[0] == "skipped":
                 result.skipped.setdefault(name, {})[model] = item[1]
                 log(f"note: {dataset}: skipping metric {name!r} for model {model!r}: {item[1]}")
                 continue
-            key, fingerprint = todo[model][name]
+            key, made_from, code = todo[model][name]
             fn = fns[name]
             used_encoders = tuple(inputs.encoders) if "label_embeddings" in fn.requires else ()
             entry = ScoreEntry(model=model, metric=name, encoders=used_encoders, score=item[1], seconds=item[2],
-                               fingerprint=fingerprint)
-            cache.put(key, entry)
+                               inputs=made_from, code=code)
             entries[model, name] = entry
             result.computed += 1
+            if input_fingerprint(inputs, fn.requires, model) != made_from:   # rewritten while we computed
+                log(f"note: {dataset}: inputs of {model}/{name} changed while it was computed: score not stored")
+                continue
+            new[key] = entry
+        cache.put_many(new)
 
     bar = tqdm(total=sum(len(v) for v in todo.values()), desc=f"scores[{dataset}]", unit="score",
                disable=not progress, leave=False)
@@ -318,7 +413,8 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
              encoders: Sequence[str] = (), task: str = "classification",
              ground_truth: Optional[Mapping[str, Mapping[str, float]]] = None, group: Optional[str] = None,
              stack_method: str = "project", random_state: int = 0, progress: bool = True,
-             log: Callable[[str], None] = tqdm.write, n_jobs: int = 1) -> EvaluationResult:
+             log: Callable[[str], None] = tqdm.write, n_jobs: int = 1,
+             expected_fingerprints: Optional[Mapping[str, str]] = None) -> EvaluationResult:
     """Score ``models`` x ``metrics`` on every dataset; resumable through ``results_dir/scores/``.
 
     Parameters
@@ -336,6 +432,7 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
     progress : show tqdm bars.
     log : receives the notes (skipped pairs, non-finite scores); default ``tqdm.write`` (stdout).
     n_jobs : models scored at once in worker processes (see :func:`evaluate_dataset`).
+    expected_fingerprints : ``{dataset: fingerprint}`` of data just extracted (see :func:`evaluate_dataset`).
     """
     spec = get_task(task)
     _check_n_jobs(n_jobs)
@@ -364,9 +461,10 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(worker_pool(n_jobs)) if n_jobs > 1 else None   # workers start once
         for d in tqdm(list(datasets), desc="datasets", unit="dataset", disable=not progress or len(datasets) < 2):
-            results[d] = evaluate_dataset(layout, d, models_of[d], fns, cache=ScoreCache(results_dir, d),
+            results[d] = evaluate_dataset(layout, d, models_of[d], fns, cache=ScoreCache(results_dir, d, log=log),
                                           encoders=encoders, label_source=spec.label_source,
                                           stack_method=stack_method, random_state=random_state,
                                           ground_truth=None if ground_truth is None else ground_truth[d],
-                                          progress=progress, log=log, n_jobs=n_jobs, pool=pool)
+                                          progress=progress, log=log, n_jobs=n_jobs, pool=pool,
+                                          expected_fingerprint=(expected_fingerprints or {}).get(d))
     return EvaluationResult(datasets=results, task=spec.name, encoders=tuple(encoders), group=group)

@@ -1,15 +1,23 @@
 """Extract a list of models over a list of datasets into the on-disk cache (``data.cache`` layout).
 
-One ``.npy`` per (model, dataset), written atomically, so a killed run loses nothing already
-written and a re-run skips every (model, dataset) whose features file exists. The source
-probabilities are written BEFORE the features, so an existing features file means the pair is
-complete. ``labels/{dataset}.npy`` (and ``captions/{dataset}.json`` for captioning sets) is written
-once; a later extraction that yields different labels raises :class:`CacheMismatchError` (the
-dataset, split or subsample changed: use a fresh cache directory).
+One ``.npy`` per (model, dataset), written atomically with its provenance record
+(:func:`data.cache.save_entry`): what it was made from is
+
+    {"dataset": data.fingerprint.dataset_record(ds),        # content fingerprint, item count
+     "model": model_record(name, model)}                    # class, dims, source head, weights, preprocess
+
+An existing pair is reused only when the records of its features (and source probabilities, for a
+model with a source head) and of ``labels/{dataset}.npy`` match and the files' hashes agree with
+them; otherwise it is re-extracted with one note saying why (other data under the same name, new
+images, another preprocessing, a corrupt or legacy file). Every model is built (not run) to read
+its preprocessing. A killed run loses nothing already written; each pair is extracted under an
+:func:`data.cache.entry_lock`, so two runs sharing the cache directory extract it once. The source
+probabilities are written BEFORE the features. ``labels/{dataset}.npy`` (and ``captions/{dataset}.json``
+for captioning sets) is rewritten when its record is stale; a valid record with different labels than
+extracted now raises :class:`CacheMismatchError` (the data changed without changing its fingerprint).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -18,13 +26,15 @@ from typing import Callable, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from data.cache import CacheLayout, atomic_save_json, atomic_save_npy
+from data.cache import (CacheLayout, check_entry, entry_lock, load_json, load_npy, record_path, save_entry,
+                        save_json_entry, stale_note)
+from data.fingerprint import dataset_record, describe
 
 from .base import FeatureModel
 from .extraction import extract
 from .registry import create_model, model_info
 
-__all__ = ["CacheMismatchError", "PairResult", "prepare_dataset", "extract_to_cache"]
+__all__ = ["CacheMismatchError", "PairResult", "prepare_dataset", "model_record", "extract_to_cache"]
 
 
 class CacheMismatchError(ValueError):
@@ -38,6 +48,7 @@ class PairResult:
     status: str          # "extracted" or "skipped"
     n: int | None        # rows written (None when skipped)
     seconds: float | None
+    fingerprint: str | None = None   # the dataset's fingerprint (data.fingerprint.dataset_fingerprint)
 
 
 def prepare_dataset(name: str, *, split: str = "train", data_root: str | os.PathLike | None = None,
@@ -54,28 +65,71 @@ def prepare_dataset(name: str, *, split: str = "train", data_root: str | os.Path
     return Subset(dataset, [int(i) for i in idx])
 
 
-def _check_or_write_labels(layout: CacheLayout, dataset: str, labels: np.ndarray) -> None:
+def model_record(name: str, model: FeatureModel) -> dict:
+    """The model part of a features entry's record: what, besides the data, the features depend on."""
+    try:
+        weights = model_info(name).weights
+    except ValueError:
+        weights = None                     # a model from a custom factory, not in the registry
+    return {"name": name, "class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "feature_dim": int(model.feature_dim), "input_hw": list(model.input_hw),
+            "num_source_classes": model.num_source_classes, "weights": weights,
+            "preprocess": describe(model.preprocess)}
+
+
+def _check_or_write_labels(layout: CacheLayout, dataset: str, labels: np.ndarray, made_from: dict,
+                           log: Callable[[str], None]) -> None:
     path = layout.labels(dataset)
-    if path.is_file():
-        cached = np.load(path, allow_pickle=False)
-        if cached.shape != labels.shape or not np.array_equal(cached, labels):
-            raise CacheMismatchError(
-                f"{path} holds {cached.shape[0]} labels that differ from the {labels.shape[0]} labels "
-                f"extracted now for dataset {dataset!r} (different split / subsample / data?). "
-                "Use a fresh cache directory or delete the stale files of this dataset.")
-    else:
-        atomic_save_npy(path, labels)
+    with entry_lock(path):
+        check = check_entry(path, made_from)
+        if check.valid:
+            cached = load_npy(path)
+            if cached.shape != labels.shape or not np.array_equal(cached, labels):
+                raise CacheMismatchError(
+                    f"{path} holds {cached.shape[0]} labels that differ from the {labels.shape[0]} labels "
+                    f"extracted now for dataset {dataset!r}, although the data's fingerprint is unchanged "
+                    "(non-deterministic dataset?). Delete the cache files of this dataset.")
+            return
+        if check.reason:
+            log(stale_note("labels", path, check.reason, "rewriting"))
+        save_entry(path, labels, made_from)
 
 
-def _check_or_write_captions(layout: CacheLayout, dataset: str, captions: list[str]) -> None:
+def _check_or_write_captions(layout: CacheLayout, dataset: str, captions: list[str], made_from: dict,
+                             log: Callable[[str], None]) -> None:
     path = layout.captions(dataset)
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if cached != captions:
-            raise CacheMismatchError(f"{path} holds captions that differ from those of dataset {dataset!r} now; "
-                                     "use a fresh cache directory")
-    else:
-        atomic_save_json(path, captions)
+    with entry_lock(path):
+        check = check_entry(path, made_from)
+        if check.valid:
+            if load_json(path) != captions:
+                raise CacheMismatchError(f"{path} holds captions that differ from those of dataset {dataset!r} now, "
+                                         "although the data's fingerprint is unchanged; delete it")
+            return
+        if check.reason:
+            log(stale_note("captions", path, check.reason, "rewriting"))
+        save_json_entry(path, captions, made_from)
+
+
+def _pair_problem(layout: CacheLayout, dataset: str, model_name: str, has_head: bool,
+                  made_from: dict, dataset_part: dict) -> tuple[bool, str | None, str]:
+    """(valid, reason or None, path named in the note) for one (model, dataset) pair."""
+    checks = [(layout.features(dataset, model_name), made_from)]
+    if has_head:
+        checks.append((layout.source_probs(dataset, model_name), made_from))
+    checks.append((layout.labels(dataset), dataset_part))
+    for path, want in checks:
+        check = check_entry(path, want)
+        if not check.valid:
+            return False, check.reason, str(path)
+    return True, None, ""
+
+
+def _remove_entry(path) -> None:
+    for p in (path, record_path(path)):
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
 
 
 def extract_to_cache(model_names: Sequence[str], dataset_names: Sequence[str], *,
@@ -85,13 +139,15 @@ def extract_to_cache(model_names: Sequence[str], dataset_names: Sequence[str], *
                      random_state: int = 0, batch_size: int = 64, num_workers: int = 0,
                      device=None, progress: bool = True,
                      dataset_factory: Callable[[str], Dataset] | None = None,
-                     model_factory: Callable[[str], FeatureModel] | None = None) -> list[PairResult]:
+                     model_factory: Callable[[str], FeatureModel] | None = None,
+                     log: Callable[[str], None] = print) -> list[PairResult]:
     """Fill ``cache_dir`` with features / source_probs / labels of every (model, dataset) pair.
 
-    Models are loaded one at a time (outer loop) and only when at least one of their datasets is
-    missing. ``dataset_factory(name)`` / ``model_factory(name)`` replace the registries (tests,
-    custom data); by default datasets come from :func:`prepare_dataset` and models from
-    :func:`models.create_model`.
+    Models are built one at a time (outer loop); a model is run only on the datasets whose entries
+    are missing or stale (module docstring). ``dataset_factory(name)`` / ``model_factory(name)``
+    replace the registries (tests, custom data); by default datasets come from
+    :func:`prepare_dataset` and models from :func:`models.create_model`. ``log`` receives the notes
+    on stale entries (always shown; ``progress`` only controls bars and per-pair lines).
     """
     if not model_names or not dataset_names:
         raise ValueError("give at least one model and one dataset")
@@ -103,30 +159,46 @@ def extract_to_cache(model_names: Sequence[str], dataset_names: Sequence[str], *
         dataset_factory = lambda name: prepare_dataset(name, split=split, data_root=data_root,  # noqa: E731
                                                        n_per_class=n_per_class, random_state=random_state)
     layout = CacheLayout(cache_dir)
-    datasets: dict[str, Dataset] = {}
+    datasets: dict[str, tuple[Dataset, dict]] = {}
+
+    def get_dataset(name: str) -> tuple[Dataset, dict]:
+        if name not in datasets:
+            ds = dataset_factory(name)
+            datasets[name] = (ds, dataset_record(ds))
+        return datasets[name]
+
     results: list[PairResult] = []
     for model_name in model_names:
-        todo = [d for d in dataset_names if not layout.features(d, model_name).is_file()]
-        results += [PairResult(model_name, d, "skipped", None, None) for d in dataset_names if d not in todo]
-        if not todo:
-            continue
         model = model_factory(model_name)
-        for ds_name in todo:
-            if ds_name not in datasets:
-                datasets[ds_name] = dataset_factory(ds_name)
-            t0 = time.perf_counter()
-            out = extract(model, datasets[ds_name], batch_size=batch_size, num_workers=num_workers,
-                          progress=progress)
-            _check_or_write_labels(layout, ds_name, out["labels"])
-            if "captions" in out:
-                _check_or_write_captions(layout, ds_name, out["captions"])
-            if out["source_probs"] is not None:
-                atomic_save_npy(layout.source_probs(ds_name, model_name), out["source_probs"])
-            atomic_save_npy(layout.features(ds_name, model_name), out["features"])
+        mrec = model_record(model_name, model)
+        has_head = model.num_source_classes is not None
+        for ds_name in dataset_names:
+            ds, drec = get_dataset(ds_name)
+            dataset_part = {"dataset": drec}
+            made_from = {"dataset": drec, "model": mrec}
+            feat_path = layout.features(ds_name, model_name)
+            with entry_lock(feat_path):          # a second run waits here, then finds the pair done
+                valid, reason, where = _pair_problem(layout, ds_name, model_name, has_head, made_from, dataset_part)
+                if valid:
+                    results.append(PairResult(model_name, ds_name, "skipped", None, None, drec["fingerprint"]))
+                    continue
+                if reason:
+                    log(stale_note(f"{model_name} on {ds_name}:", where, reason, "re-extracting"))
+                t0 = time.perf_counter()
+                out = extract(model, ds, batch_size=batch_size, num_workers=num_workers, progress=progress)
+                _check_or_write_labels(layout, ds_name, out["labels"], dataset_part, log)
+                if "captions" in out:
+                    _check_or_write_captions(layout, ds_name, out["captions"], dataset_part, log)
+                probs_path = layout.source_probs(ds_name, model_name)
+                if out["source_probs"] is not None:
+                    save_entry(probs_path, out["source_probs"], made_from)
+                else:
+                    _remove_entry(probs_path)    # a stale file of an earlier model with a head
+                save_entry(feat_path, out["features"], made_from)
             results.append(PairResult(model_name, ds_name, "extracted", int(out["features"].shape[0]),
-                                      time.perf_counter() - t0))
+                                      time.perf_counter() - t0, drec["fingerprint"]))
             if progress:
                 print(f"[extract] {model_name} on {ds_name}: {out['features'].shape} "
-                      f"in {results[-1].seconds:.1f}s -> {layout.features(ds_name, model_name)}")
+                      f"in {results[-1].seconds:.1f}s -> {feat_path}")
         del model
     return results
