@@ -14,8 +14,8 @@ Two layouts are accepted:
   without a label, an empty label or path, an image listed twice and missing files are errors that
   name the CSV line.
 
-Class ids are assigned in sorted order of the class names, so the result does not depend on the
-file-system listing or row order. The text encoders see ``classnames``: underscores become spaces
+Class ids are assigned in sorted order of the class names and the samples are ordered by class id,
+then relative path, so the result does not depend on the file-system listing or the CSV row order. The text encoders see ``classnames``: underscores become spaces
 and blanks are squeezed (as ``Label_embedding.readable_classname``). Two classes whose names become
 the same text after that (``a_b`` / ``a b``), or differ only in letter case or Unicode form
 (``Cat`` / ``cat``: uncased encoders give them identical embeddings), are rejected with an error
@@ -90,8 +90,8 @@ class UserImageDataset:
 
     ``image`` is an RGB ``PIL.Image`` (or ``transform(image)`` when a transform is given).
     Attributes: ``samples`` (list of (path, label)), ``targets`` (int labels), ``classes`` (names,
-    index = class id), ``classnames`` (names made readable for text encoders), ``root`` (paths in
-    the fingerprint are relative to it), ``skipped`` (``(path, reason)`` of unreadable files left out).
+    index = class id), ``classnames`` (names made readable for text encoders), ``root`` (the folder,
+    or the CSV's folder), ``skipped`` (``(path, reason)`` of unreadable files left out).
     """
 
     def __init__(self, samples: Sequence[Tuple[str, int]], classes: Sequence[str],
@@ -137,18 +137,22 @@ class UserImageDataset:
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 (hex) of the class list and the sorted ``(relative path, size, SHA-256 of the
-        content, class name)`` of every sample: equal exactly when the same image files, with the
-        same bytes and labels, are used (order, location and mtimes do not matter)."""
+        """SHA-256 (hex) of the class list and the ``(path relative to the samples' common folder,
+        size, SHA-256 of the content, class name)`` of every sample in sample order: equal exactly when the same image files, with
+        the same bytes and labels, are used in the same order (location and mtimes do not matter).
+        :func:`load_user_dataset` puts the samples in a canonical order (class id, then relative
+        path), so for a loaded dataset this is the hash of the sorted tuples: CSV row order and
+        file-system listing order never change it."""
         if self._fingerprint is None:
             rows = []
+            base = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p, _ in self.samples])
             for path, label in self.samples:
                 if path not in self._digests:
                     self._digests[path] = _digest(Path(path).read_bytes())
                 size, sha = self._digests[path]
-                rel = os.path.relpath(path, self.root) if self.root is not None else path
-                rows.append((Path(rel).as_posix(), size, sha, self.classes[label]))
-            payload = json.dumps({"classes": self.classes, "samples": sorted(rows)}, ensure_ascii=False)
+                rel = Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
+                rows.append((rel, size, sha, self.classes[label]))
+            payload = json.dumps({"classes": self.classes, "samples": rows}, ensure_ascii=False)
             self._fingerprint = hashlib.sha256(payload.encode("utf-8")).hexdigest()
         return self._fingerprint
 
@@ -309,6 +313,7 @@ def load_user_dataset(source: str | os.PathLike, transform: Optional[Callable] =
     _check_distinct_names(classes)
     kept, skipped, digests = _check_images(samples, classes, progress)
     root = source.parent if source.is_file() else source
+    kept.sort(key=lambda s: (s[1], _shown(s[0], root)))           # canonical order: class id, then path
     if skipped:
         listed = _listing([f"{_shown(p, root)} ({why})" for p, why in skipped])
         if strict_images:

@@ -95,7 +95,7 @@ def test_csv_row_order_does_not_change_the_dataset(tmp_path):
             w.writerow(["path", "label"])
             w.writerows(order)
     a, b = load_user_dataset(tmp_path / "a.csv"), load_user_dataset(tmp_path / "b.csv")
-    assert a.classes == b.classes and a.fingerprint == b.fingerprint
+    assert a.classes == b.classes and a.samples == b.samples and a.fingerprint == b.fingerprint
 
 
 # ------------------------------------------------------------------------------------- class names
@@ -213,7 +213,8 @@ def test_fingerprint_of_a_subset_covers_only_its_images(tmp_path):
     sub = ds.subset([0, 3])
     assert len(sub) == 2 and sub.classes == ds.classes and sub.targets.tolist() == [0, 1]
     assert sub.fingerprint != ds.fingerprint
-    assert sub.fingerprint == ds.subset([3, 0]).fingerprint        # an order-free set of images
+    assert sub.fingerprint != ds.subset([3, 0]).fingerprint        # rows in another order: other features
+    assert sub.fingerprint == ds.subset(np.array([0, 3])).fingerprint
     assert ds.subset(range(len(ds))).fingerprint == ds.fingerprint
 
 
