@@ -13,11 +13,20 @@ model with EMMS and the chosen baselines, prints a ranking and recommends a mode
 Everything is cached under ``--cache-dir`` (features, labels, label embeddings, scores): re-running
 with more models or metrics computes only what is new. Offline it works with the offline zoo; the
 full registries (torchvision CNNs, ViTs) work where their weights are on disk (``--weights-dir``).
+
+Every name and path is checked before any work; a bad one, or any error of the library, is one line
+``select_models.py: error: ...`` and exit status 2 (``--debug`` shows the traceback); Ctrl-C is one
+line and exit status 130 (finished work is cached: re-run to resume). Unreadable images are skipped
+with a warning that lists them (``--strict-images`` makes them an error). Models the primary metric
+cannot separate are reported as tied; the recommendation then says what decided
+(``evaluation.selection_report``).
 """
 from __future__ import annotations
 
 import argparse
 import re
+import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -31,11 +40,13 @@ N_PER_CLASS = 200                    # at most this many images per class are sc
 BATCH_SIZE = 32
 CACHE_DIR = ROOT / "cache" / "select"
 RESULTS_DIR = ROOT / "results" / "select"
+PROG = "select_models.py"
+MODEL_GROUPS = ("offline", "cnn", "vit")    # image backbones; captioning models rank caption data
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Rank pre-trained models for an image classification dataset without fine-tuning.",
+        prog=PROG, description="Rank pre-trained models for an image classification dataset without fine-tuning.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("data", type=Path,
                    help="a folder with one sub-folder of images per class, or a CSV with 'path' and 'label' "
@@ -60,8 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument("--csv-encoding", default="utf-8",
+                   help="text encoding of a CSV input (UTF-8 with or without BOM by default; e.g. latin-1)")
+    p.add_argument("--strict-images", action="store_true",
+                   help="stop on unreadable images instead of skipping them with a warning")
     p.add_argument("--list-models", action="store_true", help="print the registered models and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return p
 
 
@@ -70,36 +86,112 @@ def _dataset_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "user_data"
 
 
-def main(argv=None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
+def _templates(value: str):
+    """One template when ``value`` holds ``{}``, else the name of a template set."""
+    return (value,) if "{}" in value else value
+
+
+def _repeated(names):
+    return sorted({n for n in names if list(names).count(n) > 1})
+
+
+def _fail(p: argparse.ArgumentParser, message: str):
+    """One line ``select_models.py: error: ...`` on stderr, exit status 2 (argparse's convention)."""
+    p.exit(2, f"{PROG}: error: {' '.join(str(message).split())}\n")
+
+
+def _validate(p: argparse.ArgumentParser, args) -> None:
+    """Every name and path, before any work: one-line error and exit 2 on the first bad one."""
+    import metrics as metrics_lib
     import models as model_registry
-    if args.list_models:
-        for group in ("offline", "cnn", "vit", "caption"):
-            print(f"{group}: {', '.join(model_registry.list_models(group))}")
-        return 0
-    if args.primary not in args.metrics:
-        p.error(f"--primary {args.primary!r} is not among --metrics {args.metrics}")
+    from Label_embedding import list_text_encoders, resolve_templates
+    from evaluation.runner import TASKS, _resolve_metrics
+    from models.weights import require_weights
+
+    if not args.data.exists():
+        _fail(p, f"no such image folder or CSV file: {args.data}")
+    for option, names in (("--models", args.models), ("--metrics", args.metrics), ("--encoders", args.encoders)):
+        if _repeated(names):
+            _fail(p, f"{option} lists {', '.join(_repeated(names))} more than once")
     for name in args.models:
         try:
-            model_registry.model_info(name)  # unknown names fail here, before any work
+            entry = model_registry.model_info(name)
         except ValueError as exc:
-            p.error(str(exc))
+            _fail(p, str(exc))
+        if entry.group not in MODEL_GROUPS:
+            _fail(p, f"model {name!r} is a {entry.group} model; image classification candidates are the "
+                    f"{', '.join(MODEL_GROUPS)} groups (see --list-models)")
+        if entry.group in ("cnn", "vit"):
+            try:
+                require_weights(args.weights_dir, entry.weights, model=name, what="its pre-trained weights")
+            except FileNotFoundError as exc:
+                _fail(p, str(exc))
+    unknown = [m for m in args.metrics if m not in metrics_lib.list_metrics()]
+    if unknown:
+        _fail(p, f"unknown metric(s) {', '.join(map(repr, unknown))} in --metrics; available: "
+                f"{', '.join(metrics_lib.list_metrics())}")
+    if args.primary not in args.metrics:
+        _fail(p, f"--primary {args.primary!r} is not among --metrics {args.metrics}")
+    unknown = [e for e in args.encoders if e not in list_text_encoders()]
+    if unknown:
+        _fail(p, f"unknown text encoder(s) {', '.join(map(repr, unknown))} in --encoders; available: "
+                f"{', '.join(list_text_encoders())}")
+    try:
+        _resolve_metrics(list(args.metrics), TASKS["classification"], tuple(args.encoders))
+        resolve_templates(_templates(args.templates))
+    except (ValueError, ImportError) as exc:
+        _fail(p, str(exc))
+    if args.n_per_class < 0:
+        _fail(p, f"--n-per-class must be >= 0 (0 = all images), got {args.n_per_class}")
+    if args.batch_size < 1:
+        _fail(p, f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.name):
+        _fail(p, f"--name {args.name!r} must be a plain name (letters, digits, '_', '.', '-')")
+    if args.weights_dir is not None and not args.weights_dir.is_dir():
+        _fail(p, f"--weights-dir {args.weights_dir} is not a directory")
+    for option, path in (("--cache-dir", args.cache_dir), ("--results-dir", args.results_dir)):
+        if path.exists() and not path.is_dir():
+            _fail(p, f"{option} {path} exists and is not a directory")
+    if args.device is not None:
+        import torch
 
+        try:
+            device = torch.device(args.device)
+        except RuntimeError as exc:
+            _fail(p, f"--device {args.device!r}: {exc}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            _fail(p, f"--device {args.device!r}: CUDA is not available on this machine")
+
+
+def _load(args):
+    """The user's dataset; unreadable images are reported as one warning line each load."""
+    from data.user_dataset import UnreadableImageWarning, load_user_dataset
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnreadableImageWarning)
+        dataset = load_user_dataset(args.data, encoding=args.csv_encoding, strict_images=args.strict_images,
+                                    progress=not args.quiet)
+    for w in caught:
+        if issubclass(w.category, UnreadableImageWarning):
+            print(f"{PROG}: warning: {w.message} (--strict-images makes this an error)", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return dataset
+
+
+def _run(p: argparse.ArgumentParser, args) -> int:
     import numpy as np
-    from torch.utils.data import Subset
 
     from data import subsample_per_class
-    from data.user_dataset import load_user_dataset
     from evaluation import save_results
     from evaluation.end_to_end import score_models
     from evaluation.selection_report import format_selection, selection_table
 
-    dataset = load_user_dataset(args.data)
+    _validate(p, args)
+    dataset = _load(args)
     name = args.name or _dataset_name(args.data)
     if args.n_per_class:
-        idx = subsample_per_class(dataset, args.n_per_class, random_state=args.random_state)
-        images = Subset(dataset, [int(i) for i in idx])
+        images = dataset.subset(subsample_per_class(dataset, args.n_per_class, random_state=args.random_state))
     else:
         images = dataset
     counts = np.bincount(dataset.targets, minlength=len(dataset.classes))
@@ -108,8 +200,8 @@ def main(argv=None) -> int:
 
     result = score_models(args.models, [name], cache_dir=args.cache_dir, results_dir=args.results_dir,
                           encoders=args.encoders, metrics=args.metrics, weights_dir=args.weights_dir,
-                          dataset_factory=lambda _: images, classnames={name: dataset.classnames},
-                          templates=args.templates, batch_size=args.batch_size, device=args.device,
+                          dataset_factory=lambda _: images, classnames={name: images.classnames},
+                          templates=_templates(args.templates), batch_size=args.batch_size, device=args.device,
                           random_state=args.random_state, progress=not args.quiet)
     table = selection_table(result.datasets[name], primary=args.primary)
     print()
@@ -120,6 +212,32 @@ def main(argv=None) -> int:
     table.to_csv(out_csv)
     print(f"\nranking written to {out_csv} (and {len(written)} result files under {args.results_dir})")
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.list_models:
+        import models as model_registry
+
+        for group in ("offline", "cnn", "vit", "caption"):
+            print(f"{group}: {', '.join(model_registry.list_models(group))}")
+        return 0
+    try:
+        return _run(p, args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        p.exit(130, f"\n{PROG}: interrupted; re-run to resume (finished models are cached)\n")
+    except (ValueError, OSError) as exc:        # the library's expected errors: bad data, files, caches
+        if args.debug:
+            raise
+        _fail(p, _one_line(exc))
 
 
 if __name__ == "__main__":
