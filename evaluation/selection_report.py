@@ -7,7 +7,7 @@ a stated rule, never by the order the models were listed in:
 
 1. the primary metric's score (higher is better);
 2. models tied on it: the mean of their ranks under the other metrics that scored every tied model
-   (lower is better);
+   (lower is better), leaving out metrics that give every model the same score;
 3. still tied (or no other metric scored them all): a tie, reported as one -- same ``rank``,
    ``tied`` True, and the recommendation lists the tied models instead of picking one.
 
@@ -41,9 +41,16 @@ def _rank(table: pd.DataFrame, model: str, metric: str) -> float:
     return float(table.loc[model, f"rank_{metric}"])
 
 
+def _flat(table: pd.DataFrame, metric: str) -> bool:
+    """True when ``metric`` gave every model it scored (at least 2) the same score: it ranks nothing."""
+    r = table[f"rank_{metric}"]
+    return int(r.notna().sum()) > 1 and bool((r.dropna() == 1).all())
+
+
 def _tie_break(table: pd.DataFrame, group: Sequence[str], others: Sequence[str]) -> Tuple[List[str], Dict[str, float]]:
-    """The other metrics that ranked every model of ``group``, and each model's mean rank under them."""
-    common = [m for m in others if all(not math.isnan(_rank(table, g, m)) for g in group)]
+    """The other metrics that ranked every model of ``group`` (and do not give all models one score),
+    and each model's mean rank under them."""
+    common = [m for m in others if not _flat(table, m) and all(not math.isnan(_rank(table, g, m)) for g in group)]
     if not common:
         return [], {}
     return common, {g: float(np.mean([_rank(table, g, m) for m in common])) for g in group}
@@ -127,7 +134,7 @@ def format_selection(table: pd.DataFrame, *, primary: str) -> str:
                      f"significant digits ({value:.{SIGNIFICANT_DIGITS}g}).")
         common, mean = _tie_break(table, group, others)
         if not common:
-            lines.append("No other metric scored all of them, so nothing breaks the tie.")
+            lines.append("No other metric that ranks anything here scored all of them, so nothing breaks the tie.")
         else:
             means = ", ".join(f"{g} {mean[g]:.3g}" for g in sorted(group, key=lambda g: (mean[g], g)))
             lines.append(f"Tie-break: mean rank over the other metrics that scored them all "
@@ -139,9 +146,9 @@ def format_selection(table: pd.DataFrame, *, primary: str) -> str:
                      "or metrics to separate them.")
     else:
         top = best[0]
+        ranked = [m for m in others if not math.isnan(table.loc[top, f"rank_{m}"]) and not _flat(table, m)]
         agree = [m + (" (shared)" if (table[f"rank_{m}"] == 1).sum() > 1 else "")
-                 for m in others if table.loc[top, f"rank_{m}"] == 1]
-        ranked = [m for m in others if not math.isnan(table.loc[top, f"rank_{m}"])]
+                 for m in ranked if table.loc[top, f"rank_{m}"] == 1]
         how = (f"ranked first by {primary}" if len(group) == 1
                else f"tied first by {primary}, ahead on the mean rank of {_names(_tie_break(table, group, others)[0])}")
         lines.append(f"Recommendation: {top} ({how}; {len(agree)} of {len(ranked)} other metric(s) also rank it "
@@ -154,9 +161,11 @@ def format_selection(table: pd.DataFrame, *, primary: str) -> str:
                      "ranking, they do not replace it.")
     for m in unscored.index:
         lines.append(f"Not ranked: {m} ({table.loc[m, 'decided_by']}).")
-    flat = [m for m in [primary] + others if (table[f"rank_{m}"] == 1).sum() > 1
-            and table[f"rank_{m}"].notna().sum() == (table[f"rank_{m}"] == 1).sum()]
+    flat = [m for m in [primary] + others if _flat(table, m)]
     if flat:
-        lines.append(f"Note: {_names(flat)} give(s) every model it scored the same score, so it ranks nothing here "
-                     "(typical when there are fewer images than feature dimensions).")
+        one = len(flat) == 1
+        lines.append(f"Note: {_names(flat)} {'gives' if one else 'give'} every model the same score, so "
+                     f"{'it ranks' if one else 'they rank'} nothing here and {'is' if one else 'are'} left out of "
+                     "the agreement count and the tie-break (typical when there are fewer images than feature "
+                     "dimensions).")
     return "\n".join(lines)

@@ -35,19 +35,20 @@ def test_primary_tie_is_reported_and_decided_by_the_stated_rule():
         assert list(table.index) == ["m2", "m1", "m3"]
         assert table["rank"].tolist() == [1, 2, 3] and not table["tied"].any()
         assert table["rank_emms"].tolist() == [1, 1, 3] and table["rank_sfda"].tolist() == [1, 1, 1]
-        assert table.loc["m2", "decided_by"] == "mean rank over logme, sfda"
+        assert table.loc["m2", "decided_by"] == "mean rank over logme"
         text = format_selection(table, primary="emms")
         assert "emms cannot separate m1, m2" in text
-        assert "Tie-break: mean rank over the other metrics that scored them all (logme, sfda): m2 1, m1 2." in text
-        assert "Recommendation: m2 (tied first by emms, ahead on the mean rank of logme, sfda;" in text
+        assert "Tie-break: mean rank over the other metrics that scored them all (logme): m2 1, m1 3." in text
+        assert "Recommendation: m2 (tied first by emms, ahead on the mean rank of logme;" in text
         assert "ranked first by emms" not in text
         assert "Runner-up: m1." in text
-        assert "2 of 2 other metric(s) also rank it first: logme, sfda (shared))" in text
-        assert "Note: sfda give(s) every model it scored the same score" in text
+        assert "1 of 1 other metric(s) also rank it first: logme)" in text
+        assert "Note: sfda gives every model the same score, so it ranks nothing here" in text
 
 
 def test_unbreakable_tie_is_a_tie_not_a_pick(tmp_path):
-    scores = {"emms": {"a": 0.0, "b": 0.0, "c": -1.0}, "sfda": {"a": 1.0, "b": 1.0, "c": 1.0}}
+    scores = {"emms": {"a": 0.0, "b": 0.0, "c": -1.0}, "sfda": {"a": 1.0, "b": 1.0, "c": 1.0},
+              "logme": {"a": 0.5, "b": 0.5, "c": 1.0}}
     table = selection_table(_result(scores, ["b", "c", "a"]), primary="emms")
     assert list(table.index) == ["a", "b", "c"] and table["rank"].tolist() == [1, 1, 3]
     assert table["tied"].tolist() == [True, True, False] and table.loc["a", "decided_by"] == "tie"
@@ -62,9 +63,12 @@ def test_unbreakable_tie_is_a_tie_not_a_pick(tmp_path):
 
 
 def test_tie_without_other_metrics_says_nothing_breaks_it():
-    table = selection_table(_result({"emms": {"a": 0.0, "b": 0.0}}), primary="emms")
-    text = format_selection(table, primary="emms")
-    assert "No other metric scored all of them" in text and "No single recommendation: a, b" in text
+    for scores in ({"emms": {"a": 0.0, "b": 0.0}},
+                   {"emms": {"a": 0.0, "b": 0.0}, "sfda": {"a": 1.0, "b": 1.0}},     # sfda ranks nothing
+                   {"emms": {"a": 0.0, "b": 0.0}, "leep": {"a": 1.0, "b": float("nan")}}):
+        table = selection_table(_result(scores), primary="emms")
+        text = format_selection(table, primary="emms")
+        assert "nothing breaks the tie" in text and "No single recommendation: a, b" in text
 
 
 def test_primary_not_scored_is_said():
