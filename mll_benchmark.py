@@ -8,7 +8,10 @@ Offline (default; the ConSE stand-in hub on the offline datasets, a few minutes 
 Full scale (49 open_clip models from local weights, graph on the ImageNet sample sets, 17 targets)::
 
     python mll_benchmark.py --scale full --sample-root /data/imagenets --target-root /data/mll_targets \
-        --weights-dir /weights/open_clip
+        --weights-dir /weights/open_clip [--captions-dir MLL/caption_gen/captions]
+
+Before any work the full-scale run checks every path it will read (sample sets, targets, weights,
+tokenizers, caption files) and stops with the list of the missing ones (``mll.preflight``).
 
 Writes ``{out}/{scale}/``: main_table.csv/.md, ground_truth.csv, alpha_ablation.csv, k_ablation.csv,
 hub_growth.csv and hub_growth.png, selection_quality.csv, graph.json, summary.json. See docs/mll.md.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +29,9 @@ import pandas as pd
 
 from data.cache import atomic_save_json
 from mll.benchmark import build_full_benchmark, build_offline_benchmark, plot_hub_growth, table_to_markdown
+from mll.config import METHOD_VARIANTS
+from mll.preflight import check_caption_dir, check_full_scale, check_text_encoder
+from mll.tasks import load_caption_dir
 
 # ---- configuration -------------------------------------------------------------------------------
 OFFLINE_SOURCES = ("fashion_mnist", "mnist", "digits", "textures", "lfw_faces")   # graph sample sets (train)
@@ -32,9 +39,13 @@ OFFLINE_TARGETS = ("fashion_mnist", "mnist", "digits", "textures", "lfw_faces") 
 OFFLINE_IMAGES_PER_NODE = 10
 OFFLINE_PER_CLASS = 15          # test images per class of each offline target
 OFFLINE_IMAGE_SIZE = 128        # stand-ins run their backbone at this resolution (speed)
+FULL_SOURCES = ("imagenet", "imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")   # paper Sec. 5.2
+TEXT_ENCODER = "minilm"         # class / node captions (paper: OpenAI text-embedding-3-large)
+MODELGPT_FIT = "sample"         # ModelGPT fitted on the sample datasets (paper); "loto": leave-one-target-out
 FULL_IMAGES_PER_NODE = 75       # paper Sec. 5.2
 N_DISTRACTORS = 20              # competing WordNet neighbours per node when labelling
 K_NODES = 5                     # top-k graph nodes per class (transfer matrix)
+VARIANT = "released"            # MLL as in the authors' released code (docs/mll.md, "Variants")
 ALPHA = 0.7                     # Eq. 7 (paper Sec. 5.2)
 KS = (1, 3)                     # Tables 1-2
 ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9)  # Table 3
@@ -57,11 +68,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-distractors", type=int, default=N_DISTRACTORS)
     p.add_argument("--k-nodes", type=int, default=K_NODES)
     p.add_argument("--alpha", type=float, default=ALPHA)
+    p.add_argument("--variant", choices=sorted(METHOD_VARIANTS), default=VARIANT,
+                   help="MLL method variant (mll.config.METHOD_VARIANTS): the authors' released code or our "
+                        "earlier reconstruction of the paper's prose")
     p.add_argument("--n-orders", type=int, default=N_ORDERS)
     p.add_argument("--sample-root", default=None, help="full scale: folder holding the ImageNet sample sets")
     p.add_argument("--target-root", default=None, help="full scale: folder holding the 17 target datasets")
     p.add_argument("--weights-dir", default=None, help="full scale: open_clip weights folder")
-    p.add_argument("--captions", default=None, help="full scale: JSON {target: caption-file path}")
+    p.add_argument("--captions", default=None, help="JSON {target: caption-file path}")
+    p.add_argument("--captions-dir", default=None,
+                   help="folder of the released caption files {target}.json = {class: [captions]} (keys must "
+                        "equal the class list); generated captions when absent")
+    p.add_argument("--text-encoder", default=TEXT_ENCODER, help="registered text encoder for the captions "
+                   "(Label_embedding.list_text_encoders())")
+    p.add_argument("--modelgpt-fit", choices=("sample", "loto"), default=MODELGPT_FIT,
+                   help="ModelGPT's training rows: the sample datasets (paper) or leave-one-target-out")
     p.add_argument("--cache-dir", default=CACHE_DIR)
     p.add_argument("--out-dir", default=OUT_DIR)
     p.add_argument("--random-state", type=int, default=RANDOM_STATE)
@@ -69,29 +90,56 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build(args: argparse.Namespace):
-    common = dict(models=args.models, n_distractors=args.n_distractors, k_nodes=args.k_nodes, alpha=args.alpha,
+def preflight(args: argparse.Namespace) -> dict:
+    """Validate every input before any work; returns the class captions to use ({} = generated)."""
+    check_text_encoder(args.text_encoder)
+    if args.captions and args.captions_dir:
+        raise ValueError("give --captions or --captions-dir, not both")
+    if args.scale == "full":
+        from mll.targets import FULL_TARGETS, mll_datasets
+        from mll.vlm import list_vlms
+        targets = list(args.targets or FULL_TARGETS)
+        check_full_scale(sample_root=args.sample_root, target_root=args.target_root, weights_dir=args.weights_dir,
+                         models=list(args.models or list_vlms("openclip")), sample_sources=list(args.sources or FULL_SOURCES),
+                         targets=targets, captions_dir=args.captions_dir, text_encoder=args.text_encoder)
+        classnames = {t: mll_datasets()["classnames"][t] for t in targets}
+    else:
+        from mll.graph import offline_dataset_info
+        targets = list(args.targets or OFFLINE_TARGETS)
+        classnames = {t: list(offline_dataset_info(t)["classes"]) for t in targets}
+    if args.captions_dir:
+        check_caption_dir(args.captions_dir, targets)
+        return load_caption_dir(args.captions_dir, classnames)
+    if args.captions:
+        with open(args.captions) as fh:
+            return json.load(fh)
+    return {}
+
+
+def build(args: argparse.Namespace, captions: dict):
+    common = dict(models=args.models, variant=args.variant, n_distractors=args.n_distractors, k_nodes=args.k_nodes, alpha=args.alpha,
+                  text_encoder=args.text_encoder, class_captions=captions or None, modelgpt_fit=args.modelgpt_fit,
                   cache_dir=args.cache_dir, random_state=args.random_state, progress=not args.no_progress)
     if args.scale == "offline":
         return build_offline_benchmark(
             sources=args.sources or OFFLINE_SOURCES, targets=args.targets or OFFLINE_TARGETS,
             images_per_node=args.images_per_node or OFFLINE_IMAGES_PER_NODE,
             per_class=args.per_class or OFFLINE_PER_CLASS, image_size=args.image_size, **common)
-    captions = None
-    if args.captions:
-        with open(args.captions) as fh:
-            captions = json.load(fh)
-    extra = {"sample_sources": args.sources} if args.sources else {}
     return build_full_benchmark(sample_root=args.sample_root, target_root=args.target_root,
                                 weights_dir=args.weights_dir, targets=args.targets,
+                                sample_sources=args.sources or FULL_SOURCES,
                                 images_per_node=args.images_per_node or FULL_IMAGES_PER_NODE,
-                                per_class=args.per_class, class_captions=captions, **extra, **common)
+                                per_class=args.per_class, **common)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    return run(args, preflight(args))
+
+
+def run(args: argparse.Namespace, captions: dict) -> dict:
     t0 = time.time()
-    bench = build(args)
+    bench = build(args, captions)
     out = Path(args.out_dir) / args.scale
     out.mkdir(parents=True, exist_ok=True)
 
@@ -114,8 +162,10 @@ def main(argv=None) -> dict:
         out / "hub_growth.csv", float_format="%.4f")
     plot_hub_growth(growth, out / "hub_growth.png")
     atomic_save_json(out / "graph.json", bench.hub.graph.to_json())
-    summary = {"scale": args.scale, "models": bench.models, "targets": [t.name for t in bench.tasks],
+    summary = {"scale": args.scale, "variant": args.variant, "method": vars(bench.config).copy(), "models": bench.models, "targets": [t.name for t in bench.tasks],
                "graph": bench.hub.graph.summary(), "imagenet_scores": bench.imagenet_scores,
+               "text_encoder": args.text_encoder, "modelgpt_fit": args.modelgpt_fit,
+               "captions": args.captions_dir or args.captions or "generated",
                "average": table["Avg."].to_dict(), "alpha_ablation": alpha_abl.to_dict(),
                "k_ablation": k_abl.to_dict(), "seconds": round(time.time() - t0, 1)}
     atomic_save_json(out / "summary.json", summary)
@@ -131,4 +181,9 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    _args = parse_args()
+    try:
+        _captions = preflight(_args)
+    except (ValueError, FileNotFoundError) as exc:          # bad input: one line, before any work
+        sys.exit(f"mll_benchmark.py: {exc}")
+    run(_args, _captions)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from pathlib import Path
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["TargetTask", "offline_target"]
+__all__ = ["TargetTask", "offline_target", "missing_caption_files", "load_caption_dir"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,42 @@ def offline_target(name: str, *, per_class: int, random_state: int = 0, split: s
     idx = data.subsample_per_class(ds, per_class, random_state=random_state)
     info = offline_dataset_info(name)
     return TargetTask(name, tuple(ds.classes), info["domain"], info["task"], ds, tuple(int(i) for i in idx))
+
+
+def missing_caption_files(directory: str | os.PathLike, names: Sequence[str]) -> List[str]:
+    """The caption files ``{directory}/{name}.json`` that do not exist."""
+    return [str(Path(directory) / f"{n}.json") for n in names if not (Path(directory) / f"{n}.json").is_file()]
+
+
+def load_caption_dir(directory: str | os.PathLike,
+                     classnames: Mapping[str, Sequence[str]]) -> Dict[str, Dict[str, List[str]]]:
+    """Class captions from a directory of the released caption files (``MLL/caption_gen/captions``):
+    ``{directory}/{task}.json`` = ``{class name: [caption, ...]}`` with keys equal to the task's
+    class list. ``classnames``: ``{task: class list}``. Returns ``{task: {class: [captions]}}``.
+
+    FileNotFoundError listing every absent file; ValueError naming, per file, the classes it
+    lacks, the keys that are no class, and classes whose captions are not a non-empty list of
+    non-empty strings."""
+    absent = missing_caption_files(directory, list(classnames))
+    if absent:
+        raise FileNotFoundError(f"caption directory {directory}: missing caption files {absent}")
+    out: Dict[str, Dict[str, List[str]]] = {}
+    for task, classes in classnames.items():
+        path = Path(directory) / f"{task}.json"
+        try:
+            with open(path, encoding="utf-8") as fh:
+                mapping = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"caption file {path} is not valid JSON ({exc})") from None
+        if not isinstance(mapping, dict):
+            raise ValueError(f"caption file {path} must hold an object {{class name: [captions]}}")
+        missing = [c for c in classes if c not in mapping]
+        extra = [k for k in mapping if k not in set(classes)]
+        bad = [c for c in classes if c in mapping and not (
+            isinstance(mapping[c], list) and mapping[c] and all(isinstance(x, str) and x.strip() for x in mapping[c]))]
+        if missing or extra or bad:
+            raise ValueError(f"caption file {path}: keys must equal the {len(classes)} classes of {task!r}; "
+                             f"missing classes {missing}, keys that are no class {extra}, "
+                             f"classes without a non-empty list of captions {bad}")
+        out[task] = {c: list(mapping[c]) for c in classes}
+    return out

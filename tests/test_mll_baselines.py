@@ -346,3 +346,158 @@ def test_modelgpt_features_with_the_packaged_text_encoder():
     assert feats["text-acc1"] == 1.0 and feats["text-f1"] == 1.0
     assert feats["inter_close"] > feats["intra_close"]
     assert -1.0 <= feats["intraclass_sim"] < 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# ModelGPT in the MLL benchmark: fitted on the sample datasets (mll.baselines.sample_fit)
+# ------------------------------------------------------------------------------------------------
+import hashlib  # noqa: E402
+
+from mll.baselines import sample_fit  # noqa: E402
+
+DOG, TABBY, SANDAL, BRICK, GRAVEL = "n02084071", "n02123045", "n04133789", "n02897820", "n14698884"
+
+
+def _text_vector(text, dim=32, salt=""):
+    seed = int(hashlib.sha1((salt + text).encode()).hexdigest()[:8], 16)
+    return np.random.default_rng(seed).standard_normal(dim)
+
+
+class _Image:
+    def __init__(self, wnid, k):
+        self.wnid, self.k = wnid, k
+
+
+def _sources():
+    from mll.graph import SampleSource
+
+    class Source(SampleSource):
+        def __init__(self, name, counts):
+            self.name = name
+            self.items = [(w, k) for w, n in counts.items() for k in range(n)]
+
+        def wnid_labels(self):
+            return [w for w, _ in self.items]
+
+        def load(self, index):
+            return _Image(*self.items[index])
+
+    return [Source("imagenet", {DOG: 3, TABBY: 3, SANDAL: 3}), Source("imagenet_sketch", {BRICK: 3, GRAVEL: 3, DOG: 3})]
+
+
+def _fake_vlm(name, noise, text_noise, wn):
+    from mll.vlm import VLM, l2_normalise
+
+    class Fake(VLM):
+        """Image embedding = its synset's prompt embedding + ``noise``; texts shifted per model."""
+
+        def image_features(self, images):
+            return np.array([self._vec(self.prompts_for(wn[im.wnid].name)[0])
+                             + noise * np.random.default_rng([im.k, int(im.wnid[1:]), len(name)]).standard_normal(32)
+                             for im in images])
+
+        def embed_image_features(self, features):
+            return l2_normalise(features)
+
+        def _vec(self, t):
+            return _text_vector(t) + text_noise * _text_vector(t, salt=name)
+
+        def _encode_texts(self, texts):
+            return np.stack([self._vec(t) for t in texts])
+
+    vlm = Fake()
+    vlm.name, vlm.templates = name, ("a photo of a {}.",)
+    return vlm
+
+
+@pytest.fixture(scope="module")
+def mgpt_case():
+    from mll.graph import SemanticGraph
+    from mll.tasks import TargetTask
+    from mll.wordnet import load_wordnet
+    wn = load_wordnet()
+    graph = SemanticGraph("mgpt-test", wordnet=wn, images_per_node=3, random_state=0)
+    graph.add_sources(_sources())
+    vlms = {f"m{i}": _fake_vlm(f"m{i}", noise, tn, wn)
+            for i, (noise, tn) in enumerate([(0.0, 0.1), (0.6, 0.3), (1.2, 0.2), (2.0, 0.5), (0.3, 0.8), (3.0, 0.05)])}
+    scores = {m: 0.3 + 0.1 * i for i, m in enumerate(vlms)}
+    tasks = [TargetTask("pets", ("dog", "tabby", "hamster"), "pet photo", "image classification", None, ()),
+             TargetTask("ground", ("brick", "gravel", "0 - zero", "qwzx"), "photo", "texture classification", None, ())]
+    captions = {"pets": [["a dog", "a dog outside"], ["a tabby cat"], ["a small hamster"]],
+                "ground": [["a red brick"], ["grey gravel"], ["the digit zero"], ["an unknown thing"]]}
+    return graph, vlms, scores, tasks, captions
+
+
+def test_sample_datasets_and_their_ground_truth(mgpt_case):
+    graph, vlms, *_ = mgpt_case
+    datasets = sample_fit.graph_sample_datasets(graph)
+    assert [d.name for d in datasets] == ["imagenet", "imagenet_sketch"]
+    assert datasets[0].wnids == tuple(sorted((DOG, TABBY, SANDAL))) and datasets[0].domain == "photograph/picture"
+    assert datasets[1].domain == "sketch/drawing"            # imagenet_sketch = "imagenet-sketch" of the JSON
+    in_graph = {r for w in graph.nodes for r in graph.images_of(w) if r.source == "imagenet"}
+    assert set(datasets[0].refs) == in_graph and 6 <= len(in_graph) <= 9      # dog: 3 of the 6 pooled images
+    wnid_of = graph.sources["imagenet"].wnid_labels()
+    assert [datasets[0].wnids[y] for y in datasets[0].labels] == [wnid_of[r.index] for r in datasets[0].refs]
+    gt = sample_fit.sample_ground_truth(vlms, graph, datasets)
+    assert gt.shape == (6, 2) and gt.loc["m0"].tolist() == [1.0, 1.0]       # noise-free model: perfect
+    assert (gt.to_numpy() >= 0).all() and (gt.to_numpy() <= 1).all()
+
+
+def test_wordnet_synonyms():
+    from mll.wordnet import load_wordnet
+    wn = load_wordnet()
+    assert sample_fit.wordnet_synonyms("dog", wn, DOG) == ["domestic dog", "Canis familiaris", "canine", "domestic animal"]
+    assert "zero" in sample_fit.wordnet_synonyms("0 - zero", wn)          # looked up by its parts
+    assert sample_fit.wordnet_synonyms("qwzx", wn) == ["qwzx"]
+    assert sample_fit._distinct_names(["n02012849", "n03126707"], wn) == ("crane (wading bird)", "crane (lifting device)")
+
+
+def test_modelgpt_sample_fit_never_sees_target_ground_truth_and_equals_hand_ols(mgpt_case, monkeypatch):
+    graph, vlms, scores, tasks, captions = mgpt_case
+    seen = []
+    original = ModelGPT.fit
+
+    def spy(self, features, targets):
+        seen.append((set(features.index.get_level_values("dataset")), set(targets.index.get_level_values("dataset")),
+                     list(features.columns), features.copy(), targets.copy()))
+        return original(self, features, targets)
+
+    monkeypatch.setattr(ModelGPT, "fit", spy)
+    pred = sample_fit.modelgpt_target_predictions(vlms, graph, tasks, captions, scores, fit="sample")
+    assert list(pred.columns) == ["pets", "ground"] and sorted(pred.index) == sorted(vlms)
+    assert len(seen) == 1
+    fdatasets, tdatasets, columns, X, y = seen[0]
+    assert fdatasets == tdatasets == {"imagenet", "imagenet_sketch"}     # sample rows only
+    assert "superclass_metric" in columns and "IN-score" in columns       # the synonym feature is used
+    gt = sample_fit.sample_ground_truth(vlms, graph, sample_fit.graph_sample_datasets(graph))
+    np.testing.assert_allclose(y.to_numpy(), [gt.loc[m, d] for m, d in y.index])
+
+    # hand-fitted OLS on the 12 sample rows, applied to the target rows' features
+    A = np.column_stack([X.to_numpy(), np.ones(len(X))])
+    assert np.linalg.matrix_rank(A) == A.shape[1]
+    coef = np.linalg.lstsq(A, y.to_numpy(), rcond=None)[0]
+    inputs = {t.name: (list(t.classnames), dict(zip(t.classnames, captions[t.name])),
+                       {c: sample_fit.wordnet_synonyms(c, graph.wordnet) for c in t.classnames}) for t in tasks}
+    tf = sample_fit.modelgpt_feature_rows(vlms, inputs, scores)[columns]
+    hand = pd.Series(np.column_stack([tf.to_numpy(), np.ones(len(tf))]) @ coef, index=tf.index)
+    for (m, d), v in hand.items():
+        assert pred.loc[m, d] == pytest.approx(v, abs=1e-8)
+
+    with pytest.raises(ValueError, match="never uses the targets' ground truth"):
+        sample_fit.modelgpt_target_predictions(vlms, graph, tasks, captions, scores, fit="sample",
+                                               target_ground_truth=lambda: None)
+
+
+def test_modelgpt_loto_fit_stays_available(mgpt_case, monkeypatch):
+    graph, vlms, scores, tasks, captions = mgpt_case
+    truth = pd.DataFrame({"pets": np.linspace(0.2, 0.7, 6), "ground": np.linspace(0.5, 0.1, 6)}, index=list(vlms))
+    seen = []
+    original = ModelGPT.fit
+    monkeypatch.setattr(ModelGPT, "fit", lambda self, f, t: (seen.append(set(f.index.get_level_values("dataset"))),
+                                                             original(self, f, t))[1])
+    pred = sample_fit.modelgpt_target_predictions(vlms, graph, tasks, captions, scores, fit="loto",
+                                                  target_ground_truth=lambda: truth)
+    assert sorted(map(sorted, seen)) == [["ground"], ["pets"]]           # each target left out once
+    assert list(pred.columns) == ["pets", "ground"]
+    with pytest.raises(ValueError, match="unknown ModelGPT fit"):
+        sample_fit.modelgpt_target_predictions(vlms, graph, tasks, captions, scores, fit="targets")
