@@ -270,3 +270,27 @@ def test_single_template_and_subsample_reach_the_pipeline(tmp_path, fake_scorer)
     assert used.fingerprint != full.fingerprint
     assert select_models.main(argv) == 0                                 # the same seeded subsample
     assert fake.calls[1]["dataset_factory"]("d").fingerprint == used.fingerprint
+
+
+@pytest.mark.slow                   # a fresh interpreter imports torch: ~6 s CPU
+def test_real_sigint_during_work_exits_130_without_traceback(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    root = _digit_folder(tmp_path / "d", per_class=2)
+    code = ("import sys, time, select_models, evaluation.end_to_end as e\n"
+            "def slow(*a, **k):\n    print('READY', flush=True); time.sleep(120)\n"
+            "e.score_models = slow\n"
+            f"sys.exit(select_models.main({_cli(root, tmp_path)!r}))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=select_models.ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip().endswith("scoring 6")
+        assert proc.stdout.readline().strip() == "READY"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.strip() == "select_models.py: interrupted; re-run to resume (finished models are cached)"
