@@ -268,3 +268,63 @@ def test_per_class_subsampling_is_seeded(tmp_path):
     b = T.full_target("dmlab", root=tmp_path, per_class=2, random_state=1)
     assert a.indices == b.indices and len(a.indices) == 12
     assert np.bincount(a.labels()).tolist() == [2] * 6
+
+
+# -- full-scale preflight, caption files, text encoder -----------------------------------------------
+def _full_argv(tmp_path, *extra):
+    for d in ("s", "t", "w", "c"):
+        (tmp_path / d).mkdir(exist_ok=True)
+    return ["--scale", "full", "--sample-root", str(tmp_path / "s"), "--target-root", str(tmp_path / "t"),
+            "--weights-dir", str(tmp_path / "w"), "--cache-dir", str(tmp_path / "cache"),
+            "--out-dir", str(tmp_path / "out"), "--no-progress", *extra]
+
+
+def test_preflight_lists_every_missing_path_at_once(tmp_path):
+    import mll_benchmark
+    from mll.vlm import openclip_hub
+    with pytest.raises(FileNotFoundError) as err:
+        mll_benchmark.main(_full_argv(tmp_path, "--captions-dir", str(tmp_path / "c")))
+    msg = str(err.value)
+    assert "nothing was started" in msg
+    for sub in ("imagenet/val", "imagenetv2-matched-frequency-format-val", "imagenet-sketch/sketch", "imagenet-a",
+                "imagenet-r"):
+        assert str(tmp_path / "s" / sub) in msg, sub
+    for line in T.missing_target_paths(T.FULL_TARGETS, tmp_path / "t"):
+        assert line in msg
+    rows = openclip_hub()
+    assert len(rows) == 49
+    for r in rows:
+        assert str(tmp_path / "w" / r["name"] / r["pretrained"]) in msg
+    for t in T.FULL_TARGETS:
+        assert str(tmp_path / "c" / f"{t}.json") in msg
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()      # no work was done
+
+
+def test_preflight_rejects_unknown_names_first(tmp_path):
+    import mll_benchmark
+    with pytest.raises(ValueError, match="unknown text encoder 'nope'.*minilm"):
+        mll_benchmark.main(_full_argv(tmp_path, "--text-encoder", "nope"))
+    with pytest.raises(ValueError, match=r"unknown targets \['ImageNet'\]"):
+        mll_benchmark.main(_full_argv(tmp_path, "--targets", "ImageNet"))
+    with pytest.raises(ValueError, match=r"unknown open_clip models \['conse-lite0-names'\]"):
+        mll_benchmark.main(_full_argv(tmp_path, "--models", "conse-lite0-names"))
+    with pytest.raises(ValueError, match="unknown text encoder 'nope'"):       # offline too, before any work
+        mll_benchmark.main(["--text-encoder", "nope", "--out-dir", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "k")])
+    assert not (tmp_path / "o").exists() and not (tmp_path / "k").exists()
+
+
+def test_caption_dir_keys_must_equal_the_class_list(tmp_path):
+    from mll.tasks import load_caption_dir
+    fer = NAMES["FER2013"]
+    (tmp_path / "FER2013.json").write_text(json.dumps({c: [f"a photo of a {c} face."] for c in fer}))
+    dmlab = {c: ["x"] for c in NAMES["dmlab"][1:]} | {"far away": ["y"]}
+    (tmp_path / "dmlab.json").write_text(json.dumps(dmlab))
+    out = load_caption_dir(tmp_path, {"FER2013": fer})
+    assert list(out["FER2013"]) == fer and out["FER2013"]["sad"] == ["a photo of a sad face."]
+    with pytest.raises(ValueError, match=r"missing classes \['near and distant shapes'\], keys that are no class \['far away'\]"):
+        load_caption_dir(tmp_path, {"dmlab": NAMES["dmlab"]})
+    with pytest.raises(FileNotFoundError, match="GTSRB.json"):
+        load_caption_dir(tmp_path, {"FER2013": fer, "GTSRB": NAMES["GTSRB"]})
+    (tmp_path / "dmlab.json").write_text(json.dumps({c: [] for c in NAMES["dmlab"]}))
+    with pytest.raises(ValueError, match="without a non-empty list"):
+        load_caption_dir(tmp_path, {"dmlab": NAMES["dmlab"]})
