@@ -27,7 +27,7 @@ Rank measures (how a metric is judged against fine-tuning ground truth) live in
 from ._validation import DegenerateInputError
 from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_features, prepare_label_embeddings
 from .registry import CANONICAL_INPUTS, METRICS, get_metric, list_metrics, register_metric
-from .emms import emms, emms_auto, emms_ols, emms_onestep
+from .emms import emms, emms_auto, emms_cv, emms_default, emms_ols, emms_onestep
 from .logme import logme, max_log_evidence
 from .leep import leep
 from .nce import nce, nce_from_probs
@@ -42,7 +42,7 @@ from . import ranking
 __all__ = [
     "CANONICAL_INPUTS", "DegenerateInputError", "PreparedFeatures", "PreparedLabelEmbeddings",
     "prepare_features", "prepare_label_embeddings", "METRICS", "get_metric", "list_metrics", "register_metric",
-    "emms", "emms_auto", "emms_ols", "emms_onestep", "logme", "max_log_evidence", "leep", "nce", "nce_from_probs",
+    "emms", "emms_auto", "emms_cv", "emms_default", "emms_ols", "emms_onestep", "logme", "max_log_evidence", "leep", "nce", "nce_from_probs",
     "transrate", "coding_rate", "hscore", "hscore_regularized", "sfda", "parc", "nleep",
     "logme_flabel", "transrate_flabel", "ranking",
 ]

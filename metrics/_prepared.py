@@ -44,8 +44,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ._linalg import ZSCORE_EPS, class_sums, psd_eigh
-from ._validation import check_features, check_label_embeddings
+from ._linalg import class_sums, psd_eigh
+from ._validation import check_features, check_label_embeddings, pow2_scale
 
 __all__ = ["PreparedFeatures", "PreparedLabelEmbeddings", "prepare_features", "prepare_label_embeddings"]
 
@@ -69,7 +69,10 @@ class PreparedFeatures:
     modifying (``np.array(F.gram())``).
     """
 
-    def __init__(self, features, *, name: str = "features", min_samples: int = 2):
+    def __init__(self, features, *, name: str = "features", min_samples: int = 2, side: str | None = None):
+        if side not in (None, "primal", "dual"):
+            raise ValueError(f"side must be None (automatic), 'primal' or 'dual', got {side!r}")
+        self._side = side
         X = check_features(features, name, min_samples=min_samples)
         if isinstance(features, np.ndarray) and np.may_share_memory(X, features):
             X = X.copy()                 # own the data: the caller may modify their array later
@@ -105,8 +108,14 @@ class PreparedFeatures:
 
     # ---------------------------------------------------------------- first and second moments
     def mean(self) -> np.ndarray:
-        """Column means (D,)."""
-        return self._cached("mean", lambda: self.X.mean(axis=0))
+        """Column means (D,); a constant column's mean is its value exactly (it centres to exactly 0,
+        not to rounding noise that z-scoring or a relative rank cut-off would blow up)."""
+        def compute():
+            mu = self.X.mean(axis=0)
+            constant = self.X.min(axis=0) == self.X.max(axis=0)
+            mu[constant] = self.X[0, constant]
+            return mu
+        return self._cached("mean", compute)
 
     def centred(self) -> np.ndarray:
         """``Xc = X - mean`` (N, D). Not cached (N x D); callers that need it once compute it here."""
@@ -138,16 +147,40 @@ class PreparedFeatures:
             return upper + np.triu(upper, 1).T
         return self._cached("centred_gram", compute)
 
+    @property
+    def side(self) -> str:
+        """Which Gram side the spectra (:meth:`centred_spectrum`, :meth:`standardised_spectrum`) and the
+        metrics built on them use: ``"primal"`` (D x D) if N > D, else ``"dual"`` (N x N), unless fixed
+        by ``prepare_features(..., side=)`` (for comparisons; same results up to rounding). Both have
+        the same non-zero eigenvalues (the squared singular values)."""
+        if self._side is not None:
+            return self._side
+        return "primal" if self.n_samples > self.n_dims else "dual"
+
     def std(self) -> np.ndarray:
-        """Population standard deviation of each column (D,) (``sqrt(diag(Xc^T Xc) / N)``)."""
-        return self._cached("std", lambda: np.sqrt(np.diag(self.centred_gram()) / self.n_samples))
+        """Population standard deviation of each column (D,): ``sqrt(diag(Xc^T Xc) / N)`` (from the
+        centred Gram matrix when N > D, from the centred rows otherwise: no D x D matrix)."""
+        def compute():
+            if self.side == "primal":
+                return np.sqrt(np.diag(self.centred_gram()) / self.n_samples)
+            Xc = self.centred()
+            return np.sqrt(np.einsum("ij,ij->j", Xc, Xc) / self.n_samples)
+        return self._cached("std", compute)
 
     def zscore_scale(self) -> np.ndarray:
-        """EMMS z-scoring denominator ``std + 1e-8`` (D,), as the published code (``_linalg.ZSCORE_EPS``)."""
-        return self._cached("zscore_scale", lambda: self.std() + ZSCORE_EPS)
+        """EMMS z-scoring denominator (D,): the column std, and 1 for a constant column (its centred
+        values are exactly 0, see :meth:`mean`). The published code divides by ``std + 1e-8``
+        (``_linalg.ZSCORE_EPS``), which makes the score depend on the features' units (at scale 1e-10
+        every column became "constant") and on each column's scale; guarding only exactly constant
+        columns keeps z-scoring invariant to both (a relative difference ~1e-8 / std from the
+        published value)."""
+        def compute():
+            std = self.std()
+            return np.where(std > 0, std, 1.0)
+        return self._cached("zscore_scale", compute)
 
     def zscored(self) -> np.ndarray:
-        """``(X - mean) / (std + 1e-8)`` (N, D), a new array (not cached)."""
+        """``(X - mean) / zscore_scale()`` (N, D), a new array (not cached)."""
         Z = self.centred()
         Z /= self.zscore_scale()
         return Z
@@ -180,6 +213,102 @@ class PreparedFeatures:
         """``(sigma ascending (D,), V (D, D))`` of :meth:`standardised_gram`."""
         return self._cached("standardised_eigh", lambda: psd_eigh(self.standardised_gram()))
 
+    # ---------------------------------------------------------------- N x N (dual) side
+    def centred_dual_gram(self) -> np.ndarray:
+        """``Xc Xc^T`` (N, N), the centred kernel matrix (N^2 D)."""
+        def compute():
+            Xc = self.centred()
+            return Xc @ Xc.T
+        return self._cached("centred_dual_gram", compute)
+
+    def centred_spectrum(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """``(sigma ascending, vecs, side)`` of the centred scatter on the smaller side.
+
+        ``"primal"`` (N > D): :meth:`centred_eigh`, ``vecs = V`` (D, D) with ``Xc^T Xc = V diag(sigma) V^T``.
+        ``"dual"`` (N <= D): eigh of :meth:`centred_dual_gram`, ``vecs = U`` (N, N) with
+        ``Xc Xc^T = U diag(sigma) U^T``; for ``sigma_i > 0`` the principal axis is
+        ``v_i = Xc^T u_i / sqrt(sigma_i)`` and ``Xc v_i = sqrt(sigma_i) u_i``. Tiny eigenvalues are 0.
+        """
+        if self.side == "primal":
+            sigma, V = self.centred_eigh()
+            return sigma, V, "primal"
+        sigma, U = self._cached("centred_dual_eigh", lambda: psd_eigh(np.array(self.centred_dual_gram()),
+                                                                     overwrite=True))
+        return sigma, U, "dual"
+
+    def standardised_dual_gram(self) -> np.ndarray:
+        """``Xs Xs^T`` (N, N) of the z-scored features ``Xs = Xc / (std + 1e-8)``."""
+        def compute():
+            Xs = self.zscored()
+            return Xs @ Xs.T
+        return self._cached("standardised_dual_gram", compute)
+
+    def standardised_spectrum(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """``(sigma ascending, vecs, side)`` of the z-scored scatter on the smaller side: ``vecs = V``
+        (D, D) of :meth:`standardised_gram` if N > D, else ``U`` (N, N) of :meth:`standardised_dual_gram`
+        (the left singular vectors of ``Xs``; see :meth:`centred_spectrum`)."""
+        if self.side == "primal":
+            sigma, V = self.standardised_eigh()
+            return sigma, V, "primal"
+        sigma, U = self._cached("standardised_dual_eigh",
+                                lambda: psd_eigh(np.array(self.standardised_dual_gram()), overwrite=True))
+        return sigma, U, "dual"
+
+    def ledoit_wolf(self, *, standardised: bool = False) -> tuple[float, float]:
+        """Ledoit-Wolf shrinkage ``a`` of the covariance ``S = Z^T Z / N`` and its target scale
+        ``mu = tr S / D`` (scikit-learn's ``ledoit_wolf_shrinkage``), for ``Z = Xc`` (centred) or the
+        z-scored ``Xs`` (``standardised``). Shrunk covariance ``(1 - a) S + a mu I``.
+
+        ``delta = ||S - mu I||_F^2 / D``, ``beta = min(delta, (sum_i ||z_i||^4 / N - ||S||_F^2) / (D N))``,
+        ``a = beta / delta``. ``||S||_F`` and ``diag S`` come from the cached Gram matrix on the smaller
+        side (``||Z^T Z||_F = ||Z Z^T||_F``); scikit-learn's ``sum (X^2)^T (X^2)`` (another N D^2
+        product) equals ``sum_i ||z_i||^4`` (O(N D)).
+        """
+        def compute():
+            N, D = self.shape
+            Z = self.zscored() if standardised else self.centred()
+            # in exact power-of-4 units where max |Z| ~ 1: the 4th powers below overflowed beyond
+            # |X| ~ 1e77 and underflowed below 1e-77 (mu is returned in the caller's units)
+            unit = pow2_scale(Z)
+            Z *= unit
+            u2 = unit * unit
+            if self.side == "primal":
+                S = (self.standardised_gram() if standardised else self.centred_gram()) * u2 / N
+                diag = np.diag(S)
+            else:
+                S = (self.standardised_dual_gram() if standardised else self.centred_dual_gram()) * u2 / N
+                diag = np.einsum("ij,ij->j", Z, Z) / N
+            delta_ = float(np.einsum("ij,ij->", S, S))
+            mu = diag.sum() / D
+            if D == 1:
+                return 0.0, float(mu) / u2
+            row_sq = np.einsum("ij,ij->i", Z, Z)
+            beta = (float(row_sq @ row_sq) / N - delta_) / (D * N)
+            delta = (delta_ - 2.0 * mu * diag.sum() + D * mu ** 2) / D
+            beta = min(beta, delta)
+            return (0.0 if beta == 0 else float(beta / delta)), float(mu) / u2
+        return self._cached("ledoit_wolf_standardised" if standardised else "ledoit_wolf", compute)
+
+    def principal_components(self, k: int) -> np.ndarray:
+        """Scores ``Xc V_k`` (N, k) on the top-k principal axes (k <= number of positive eigenvalues),
+        from :meth:`centred_spectrum` (either side). Signs as scikit-learn >= 1.5
+        (``svd_flip(u_based_decision=False)``): the largest-magnitude entry of each axis is positive."""
+        sigma, vecs, side = self.centred_spectrum()
+        top = np.arange(sigma.shape[0] - 1, sigma.shape[0] - 1 - k, -1)
+        if k > 0 and sigma[top[-1]] <= 0:
+            raise ValueError(f"principal_components: asked for {k} components but the centred features "
+                             f"have rank {int(np.count_nonzero(sigma > 0))}")
+        if side == "primal":
+            V = vecs[:, top]
+            scores = None
+        else:
+            root = np.sqrt(sigma[top])
+            scores = vecs[:, top] * root                          # Xc v_i = sqrt(sigma_i) u_i
+            V = self.centred().T @ (vecs[:, top] / root)          # v_i = Xc^T u_i / sqrt(sigma_i)
+        flip = np.sign(V[np.argmax(np.abs(V), axis=0), np.arange(k)])
+        flip[flip == 0] = 1.0
+        return self.centred() @ (V * flip) if scores is None else scores * flip
+
     # ---------------------------------------------------------------- helpers
     def group_sums(self, index: np.ndarray, n_groups: int, *, centred: bool = False) -> np.ndarray:
         """``(n_groups, D)`` sums of the rows of X (or of ``Xc``) per group id in ``index``."""
@@ -190,13 +319,15 @@ class PreparedFeatures:
         return sums
 
 
-def prepare_features(features, *, min_samples: int = 2, name: str = "features") -> PreparedFeatures:
+def prepare_features(features, *, min_samples: int = 2, name: str = "features",
+                     side: str | None = None) -> PreparedFeatures:
     """Return ``features`` as a :class:`PreparedFeatures` (the same object if it already is one).
 
     Validates a plain array (finite, 2-D, at least ``min_samples`` rows; ``ValueError`` otherwise).
+    ``side`` fixes the Gram side of a new object (:attr:`PreparedFeatures.side`; default automatic).
     """
     if not isinstance(features, PreparedFeatures):
-        return PreparedFeatures(features, name=name, min_samples=min_samples)
+        return PreparedFeatures(features, name=name, min_samples=min_samples, side=side)
     if features.n_samples < min_samples:
         raise ValueError(f"{name} needs at least {min_samples} samples, got {features.n_samples}")
     return features
@@ -247,14 +378,23 @@ class PreparedLabelEmbeddings:
         return self.rows[self.index] if self.grouped else self.rows
 
     def zscored(self) -> "PreparedLabelEmbeddings":
-        """Every column z-scored over the N samples (population std, ``+1e-8``), same grouping."""
+        """Every column z-scored over the N samples (population std; a constant column becomes exactly 0,
+        as :meth:`PreparedFeatures.zscore_scale`), same grouping.
+        ``ValueError`` if an embedding is constant across samples (z-scoring leaves nothing)."""
         if self._zscored is None:
             w = self.counts.astype(np.float64)[:, None, None] / self.n_samples
             mean = (w * self.rows).sum(axis=0)
+            constant = self.rows.min(axis=0) == self.rows.max(axis=0)      # exact: centre to exactly 0
+            mean[constant] = self.rows[0][constant]
             centred = self.rows - mean
             std = np.sqrt((w * centred * centred).sum(axis=0))
+            flat = np.flatnonzero(np.all(constant, axis=0))
+            if flat.size:
+                raise ValueError(f"label embeddings are constant across samples (embedding(s) k = "
+                                 f"{flat.tolist()} give every sample the same vector): they carry no label "
+                                 "information, and a fit to them is exact for every model")
             out = object.__new__(PreparedLabelEmbeddings)      # already validated: no __init__
-            out._set(centred / (std + ZSCORE_EPS), self.index, self.counts)
+            out._set(centred / np.where(std > 0, std, 1.0), self.index, self.counts)
             self._zscored = out
         return self._zscored
 

@@ -19,31 +19,47 @@ projections ``M V``, never an (N, D) matrix of class means. The Ledoit-Wolf matr
 eigenvectors (eigenvalues ``(1 - a) lam + a mu``), so the regularised score reuses them. The pseudo-inverse drops eigenvalues below
 ``D * eps * lambda_max`` (NumPy's default ``rcond``); the reference code's ``rcond=1e-15`` keeps
 near-null directions and is numerically unstable for near-singular covariances.
+
+N <= D: everything is computed on the N x N side (:meth:`PreparedFeatures.centred_spectrum`: the
+eigendecomposition of the centred kernel ``Xc Xc^T``, whose non-zero eigenvalues are those of
+``Xc^T Xc``; class-mean projections from per-class sums of its eigenvectors; the Ledoit-Wolf terms
+``||S||_F = ||Xc Xc^T||_F / N`` and ``diag S`` from the rows), O(N^2 D + N^3) instead of O(N D^2 + D^3).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ._linalg import class_sums
 from ._prepared import PreparedFeatures, prepare_features
-from ._validation import check_labels
+from ._validation import DegenerateInputError, check_labels
 from .registry import register_metric
 
 __all__ = ["hscore", "hscore_regularized", "ledoit_wolf_shrinkage"]
 
 
-def _centred_class_means(F: PreparedFeatures, labels):
-    """``(M (C, D) class means minus the overall mean, weights n_c / N (C,))``."""
-    enc = check_labels(labels, F.n_samples)
-    M = F.group_sums(enc.index, enc.n_classes, centred=True) / enc.counts[:, None]
-    return M, enc.counts / F.n_samples
-
-
 def _projected_means(F: PreparedFeatures, labels):
-    """Centred class means in the eigenbasis of ``Xc^T Xc``: ``(M V (C, D), eigenvalues / N (D,),
-    weights (C,))``; the eigendecomposition is cached on ``F`` (shared by both H-scores)."""
-    M, weights = _centred_class_means(F, labels)
-    lam, V = F.centred_eigh()
-    return M @ V, lam / F.n_samples, weights
+    """Centred class means in the eigenbasis of the covariance: ``(M V (C, r), eigenvalues / N (r,),
+    weights (C,))``; the eigendecomposition is cached on ``F`` (shared by both H-scores).
+
+    N > D: ``V`` (D, D) from ``Xc^T Xc``. N <= D (dual): from ``Xc Xc^T = U diag(sigma) U^T`` (N, N),
+    ``m_c^T v_i = (1 / n_c) sum_{j in c} (Xc v_i)_j = sqrt(sigma_i) (P^T U)_{ci} / n_c`` (P the class
+    indicator), so ``r = N`` and no D x D matrix is formed; the axes of the ``D - N`` further (zero)
+    eigenvalues are orthogonal to every class mean (projection exactly 0).
+    """
+    enc = check_labels(labels, F.n_samples)
+    weights = enc.counts / F.n_samples
+    lam, vecs, side = F.centred_spectrum()
+    if side == "primal":
+        M = F.group_sums(enc.index, enc.n_classes, centred=True) / enc.counts[:, None]
+        return M @ vecs, lam / F.n_samples, weights
+    proj = class_sums(vecs, enc.index, enc.n_classes) * np.sqrt(lam) / enc.counts[:, None]
+    return proj, lam / F.n_samples, weights
+
+
+def _pinv_keep(lam: np.ndarray, n_dims: int) -> np.ndarray:
+    """Eigenvalues kept by the pseudo-inverse: above ``D * eps * lambda_max`` (NumPy's ``rcond``, with
+    D the covariance's size on either side)."""
+    return lam > lam.max() * n_dims * np.finfo(np.float64).eps
 
 
 @register_metric("hscore", requires=("features", "labels"))
@@ -51,33 +67,15 @@ def hscore(features, labels) -> float:
     """H-score ``tr(pinv(cov X) cov(E[X|y]))`` (higher is better; at most C - 1)."""
     F = prepare_features(features)
     proj, lam, weights = _projected_means(F, labels)
-    keep = lam > lam.max() * lam.shape[0] * np.finfo(np.float64).eps
+    keep = _pinv_keep(lam, F.n_dims)
     return float(np.sum(weights[:, None] * proj[:, keep] ** 2 / lam[keep]))
 
 
 def ledoit_wolf_shrinkage(F: PreparedFeatures) -> tuple[float, float]:
     """Ledoit-Wolf shrinkage ``a`` of the covariance of ``F`` and its target scale ``mu = tr S / D``
-    (scikit-learn's ``ledoit_wolf_shrinkage`` / ``ledoit_wolf``).
-
-    With ``S = Xc^T Xc / N``, ``mu = tr S / D``: ``delta = ||S - mu I||_F^2 / D`` and
-    ``beta = min(delta, (sum_i ||xc_i||^4 / N^2 - ||S||_F^2) / (D N))``, shrinkage ``beta / delta``.
-    scikit-learn forms ``sum (X^2)^T (X^2)`` (another N D^2 product) for the first term; it equals
-    ``sum_i ||xc_i||^4`` (O(N D)). ``S`` comes from the cached centred Gram matrix.
-    """
-    N, D = F.shape
-    S = F.centred_gram() / N
-    diag = np.diag(S)
-    mu = diag.sum() / D
-    if D == 1:
-        return 0.0, float(mu)
-    Xc = F.centred()
-    row_sq = np.einsum("ij,ij->i", Xc, Xc)
-    beta_ = float(row_sq @ row_sq)
-    delta_ = float(np.einsum("ij,ij->", S, S))
-    beta = (beta_ / N - delta_) / (D * N)
-    delta = (delta_ - 2.0 * mu * diag.sum() + D * mu ** 2) / D
-    beta = min(beta, delta)
-    return (0.0 if beta == 0 else float(beta / delta)), float(mu)
+    (scikit-learn's ``ledoit_wolf_shrinkage`` / ``ledoit_wolf``), :meth:`PreparedFeatures.ledoit_wolf`
+    (cached; shared with the registry's ``emms``)."""
+    return F.ledoit_wolf()
 
 
 @register_metric("hscore_reg", requires=("features", "labels"))
@@ -85,10 +83,14 @@ def hscore_regularized(features, labels) -> float:
     """Ledoit-Wolf shrinkage-regularised H-score (higher is better)."""
     F = prepare_features(features)
     shrinkage, mu = ledoit_wolf_shrinkage(F)
+    if mu == 0:
+        raise DegenerateInputError("features are constant: every column has zero variance, so the "
+                                   "covariance is 0 (hscore_reg is undefined; hscore gives 0)")
     proj, lam, weights = _projected_means(F, labels)
     # Sigma_LW = V diag((1 - a) lam + a mu) V^T  (same eigenvectors as the covariance)
     shrunk = (1.0 - shrinkage) * lam + shrinkage * mu
-    if not np.all(shrunk > 0):
+    # dual side (N <= D): the D - N eigenvalues not in ``lam`` are 0 (shrunk: a mu; projections 0)
+    if not np.all(shrunk > 0) or (lam.shape[0] < F.n_dims and not shrinkage * mu > 0):
         raise ValueError("hscore_reg: the shrunk covariance is singular (zero shrinkage and rank-deficient "
                          "features); use hscore, which takes a pseudo-inverse")
     return float((1.0 - shrinkage) * np.sum(weights[:, None] * proj ** 2 / shrunk))

@@ -16,11 +16,15 @@ O(n^2) in time and memory, so above ``max_samples`` samples a uniformly random s
 200 MB (the EMMS code's threshold of 15000 needs 1.8 GB per matrix -- and its subsample is then
 not even used: ``PARC_Score`` passes the full X to ``PARC``).
 
-PCA: the exact top ``min(n_dims, n, D)`` principal axes of the (sub)sample, from the eigendecomposition
-of its D x D scatter matrix (shared with H-score and NLEEP through :class:`metrics.PreparedFeatures`
-when no subsampling happens), signs as scikit-learn's. The published code calls scikit-learn's
-``PCA(n_components=32)``, whose "auto" solver is a randomized SVD at these sizes (an approximation
-of the same axes).
+PCA: the exact top ``min(n_dims, rank)`` principal axes of the (sub)sample (``rank`` = number of
+non-zero eigenvalues of the centred scatter, at most ``min(n - 1, D)``), from the eigendecomposition of
+its D x D scatter matrix when n > D and of the n x n centred kernel ``Xc Xc^T`` when n <= D
+(:meth:`metrics.PreparedFeatures.centred_spectrum`; shared with H-score and NLEEP when no subsampling
+happens), signs as scikit-learn's. Axes of zero variance are dropped: scikit-learn keeps
+``min(n_dims, n, D)`` components, and at n <= n_dims the last one is rounding noise that the
+standardisation blows up to unit variance (the score then depends on the noise). The published code
+calls scikit-learn's ``PCA(n_components=32)``, whose "auto" solver is a randomized SVD at these sizes
+(an approximation of the same axes).
 
 Spearman against the two-valued label RDM: with ``m = n(n-1)/2`` pairs, of which ``k`` are
 different-class pairs, Spearman = point-biserial correlation of the (average) ranks of RDM_f with
@@ -35,7 +39,6 @@ import numpy as np
 
 from ._prepared import PreparedFeatures, prepare_features
 from ._validation import check_labels, check_positive
-from .nleep import principal_components
 from .registry import register_metric
 
 __all__ = ["parc", "PARC_MAX_SAMPLES"]
@@ -60,8 +63,11 @@ def parc(features, labels, *, n_dims: int = 32, max_samples: int = PARC_MAX_SAMP
         F, y = PreparedFeatures(F.X[rows]), y[rows]
         if np.unique(y).shape[0] < 2:
             raise ValueError("the PARC subsample contains a single class; increase max_samples")
-    n_components = min(n_dims, F.n_samples, F.n_dims)
-    P = principal_components(F, n_components)
+    sigma = F.centred_spectrum()[0]
+    n_components = min(n_dims, int(np.count_nonzero(sigma > 0)))     # the rank: no zero-variance axes
+    if n_components == 0:
+        raise ValueError("PARC: the features are constant (no principal component)")
+    P = F.principal_components(n_components)
     std = P.std(axis=0)
     P = (P - P.mean(axis=0)) / np.where(std > 0, std, 1.0)          # StandardScaler
     # row-wise correlation: centre and normalise each row, then inner products

@@ -11,7 +11,15 @@ from test_metrics_support import make_task
 
 
 def zscore(A):
-    return (A - A.mean(axis=0)) / (A.std(axis=0) + 1e-8)
+    """EMMS z-scoring: population std (a constant column stays 0)."""
+    std = A.std(axis=0)
+    return (A - A.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def large_units(A):
+    """``A`` in units where the published guard ``std + 1e-8`` is negligible (1e-14 relative); ours
+    guards only constant columns, and EMMS is scale-invariant, so the two must then agree."""
+    return A * 1e6
 
 
 def objective(X, Y, t):
@@ -75,7 +83,7 @@ def test_emms_onestep_matches_published_procedure():
     X, Y = t["features"], t["label_embeddings"]
     Y = Y * np.array([1.0, 2.0, 0.5]) + np.random.default_rng(1).standard_normal(Y.shape) * [0.1, 1.0, 3.0]
     E = Y.shape[1]
-    published = published_one_step(X, Y)
+    published = published_one_step(large_units(X), large_units(Y))
     assert metrics.emms(X, Y, max_iter=1) * E ** 2 == pytest.approx(published, rel=1e-10)
     assert metrics.emms_onestep(X, Y) == metrics.emms(X, Y, max_iter=1)
     # one step never beats the converged optimum
@@ -212,8 +220,8 @@ def test_emms_auto_pure_noise_is_null_model():
     assert score == pytest.approx(-np.sum((Ys @ w) ** 2) / (N * E), rel=1e-10)
 
 
-def test_emms_auto_uses_only_d_by_d_factorisations(monkeypatch):
-    """No N x N matrix: every matrix factorised on the auto path is D x D (here D > N)."""
+def test_emms_auto_factorises_only_the_smaller_gram_side(monkeypatch):
+    """Every matrix factorised on the auto path is min(N, D) square: N x N here (D > N), no D x D."""
     shapes = []
 
     def recording(fn):
@@ -228,7 +236,7 @@ def test_emms_auto_uses_only_d_by_d_factorisations(monkeypatch):
         monkeypatch.setattr(np.linalg, name, recording(getattr(np.linalg, name)))
     t = make_task(n=50, d=120)
     metrics.emms(t["features"], t["label_embeddings"], ridge="auto")
-    assert shapes and set(shapes) == {(120, 120)}
+    assert shapes and set(shapes) == {(50, 50)}
 
 
 def test_emms_auto_does_not_mutate_and_validates():
@@ -250,7 +258,9 @@ def test_emms_auto_does_not_mutate_and_validates():
 def test_emms_registry_entries():
     t = make_task(n=300, d=16)
     X, Y = t["features"], t["label_embeddings"]
-    assert metrics.get_metric("emms")(features=X, label_embeddings=Y) == metrics.emms(X, Y, ridge="auto")
+    assert metrics.get_metric("emms")(features=X, label_embeddings=Y) == metrics.emms(
+        X, Y, ridge="ledoit_wolf", standardise=False)
+    assert metrics.get_metric("emms_evidence")(features=X, label_embeddings=Y) == metrics.emms(X, Y, ridge="auto")
     assert metrics.get_metric("emms_ols")(features=X, label_embeddings=Y) == metrics.emms(X, Y)
     assert metrics.get_metric("emms_onestep")(features=X, label_embeddings=Y) == metrics.emms(X, Y, max_iter=1)
     small = make_task(n=60, d=200)

@@ -5,7 +5,7 @@ import metrics
 from metrics.registry import CANONICAL_INPUTS, register_metric
 from test_metrics_support import make_task
 
-EXPECTED = {"emms", "emms_ols", "emms_onestep", "logme", "logme_flabel", "transrate_flabel", "leep", "nleep", "transrate",
+EXPECTED = {"emms", "emms_evidence", "emms_ols", "emms_onestep", "logme", "logme_flabel", "transrate_flabel", "leep", "nleep", "transrate",
             "sfda", "parc", "nce", "hscore", "hscore_reg"}
 
 
