@@ -25,22 +25,30 @@ import numpy as np
 import pandas as pd
 
 from .graph import SemanticGraph
+from .config import PIECES, MLLConfig, class_prompts, method_config
 from .labeling import ModelHub, graph_image_embeddings
 from .reuse import ensemble_predict, softmax, top_k_models
 from .tasks import TargetTask, offline_target
-from .selection import (DEFAULT_ALPHA, DEFAULT_K_NODES, SelectionResult, embed_captions,
-                        generate_class_descriptions, load_class_captions, select_models)
+from .selection import (SelectionResult, embed_captions, generate_class_descriptions, load_class_captions,
+                        select_models)
 from .vlm import VLM, cached_image_embeddings
 
 __all__ = ["TargetTask", "offline_target", "model_probabilities", "graph_zero_shot_accuracy",
            "MLLBenchmark", "plot_hub_growth", "table_to_markdown", "build_offline_benchmark", "build_full_benchmark"]
 
 
-def model_probabilities(vlm: VLM, task: TargetTask, *, cache_dir=None, progress: bool = False) -> np.ndarray:
-    """(N, C) zero-shot class probabilities of ``vlm`` on the task's images (softmax of Eq. 1)."""
+def model_probabilities(vlm: VLM, task: TargetTask, *, prompt: str = "classname", softmax_scale: Optional[float] = 100.0,
+                        cache_dir=None, progress: bool = False) -> np.ndarray:
+    """(N, C) zero-shot class probabilities ``softmax(s cos(f(x), t_c))`` of ``vlm`` on the task's
+    images (Eq. 1). ``prompt``: a key of :data:`mll.config.PROMPTS` (``"classname"``: the bare
+    class name, released; ``"paper"``: "a photo of {class}."; ``"templates"``: the model's own);
+    ``softmax_scale`` s (released: 100; ``None``: the model's logit scale)."""
     emb = cached_image_embeddings(vlm, task.key, task.images, cache_dir, progress=progress)
-    cls = vlm.class_embeddings([vlm.prompts_for(c) for c in task.classnames])
-    return softmax(vlm.logits_from_embeddings(emb, cls), axis=1)
+    cls = vlm.class_embeddings(class_prompts(vlm, task.classnames, prompt))
+    logits = vlm.logits_from_embeddings(emb, cls)
+    if softmax_scale is not None:
+        logits = logits * (float(softmax_scale) / float(vlm.logit_scale))
+    return softmax(logits, axis=1)
 
 
 def graph_zero_shot_accuracy(vlm: VLM, graph: SemanticGraph, *, cache_dir=None) -> float:
@@ -68,12 +76,20 @@ class MLLBenchmark:
 
     ``imagenet_scores``: model -> ImageNet zero-shot accuracy (INB, ModelGPT's IN-score);
     ``text_encoder``: ``encode(texts) -> (N, E)`` for class and node captions (MLL selection);
-    ``class_captions``: optional {task: {class: [captions]}} replacing the generated descriptions."""
+    ``class_captions``: optional {task: {class: [captions]}} replacing the generated descriptions;
+    ``config``: the method (:class:`mll.config.MLLConfig`, default the released variant), with
+    ``k_nodes`` / ``alpha`` overriding its fields when given. The hub's labeling protocol must be
+    the config's."""
 
     def __init__(self, hub: ModelHub, tasks: Sequence[TargetTask], text_encoder, *,
-                 imagenet_scores: Mapping[str, float], k_nodes: int = DEFAULT_K_NODES,
-                 alpha: float = DEFAULT_ALPHA, cache_dir=None, class_captions: Optional[Mapping] = None,
-                 modelgpt_regressor: str = "linear", random_state: int = 0, progress: bool = False):
+                 imagenet_scores: Mapping[str, float], config: Optional[MLLConfig] = None,
+                 k_nodes: Optional[int] = None, alpha: Optional[float] = None, cache_dir=None,
+                 class_captions: Optional[Mapping] = None,
+                 modelgpt_regressor: str = "linear", modelgpt_fit: str = "sample", random_state: int = 0,
+                 progress: bool = False):
+        from .baselines.sample_fit import MODELGPT_FITS
+        if modelgpt_fit not in MODELGPT_FITS:
+            raise ValueError(f"unknown ModelGPT fit {modelgpt_fit!r}; available: {sorted(MODELGPT_FITS)}")
         if not tasks:
             raise ValueError("the benchmark needs at least one target task")
         names = [t.name for t in tasks]
@@ -86,9 +102,13 @@ class MLLBenchmark:
         self.models = hub.model_names
         self.text_encoder = text_encoder
         self.imagenet_scores = {m: float(imagenet_scores[m]) for m in self.models}
-        self.k_nodes, self.alpha = int(k_nodes), float(alpha)
+        config = method_config() if config is None else config
+        self.config = config.replace(**{k: v for k, v in (("k_nodes", k_nodes), ("alpha", alpha)) if v is not None})
+        if hub.kind != self.config.labeling:
+            raise ValueError(f"the hub's labeling protocol is {hub.kind!r}, the config's {self.config.labeling!r}")
+        self.k_nodes, self.alpha = self.config.k_nodes, self.config.alpha
         self.cache_dir, self.progress = cache_dir, progress
-        self.modelgpt_regressor = modelgpt_regressor
+        self.modelgpt_regressor, self.modelgpt_fit = modelgpt_regressor, modelgpt_fit
         self.random_state = int(random_state)
         wn = hub.graph.wordnet
         self.captions: Dict[str, List[List[str]]] = {}
@@ -108,16 +128,23 @@ class MLLBenchmark:
         it = tqdm(pairs, desc="zero-shot on targets", unit="run") if self.progress else pairs
         per_task: Dict[str, List[np.ndarray]] = {t.name: [] for t in self.tasks}
         for t, m in it:
-            per_task[t.name].append(model_probabilities(self.hub.models[m], t, cache_dir=self.cache_dir))
+            per_task[t.name].append(model_probabilities(self.hub.models[m], t, prompt=self.config.prompt,
+                                                        softmax_scale=self.config.softmax_scale,
+                                                        cache_dir=self.cache_dir))
         for t in self.tasks:
             self.y[t.name] = t.labels()
             self.probs[t.name] = np.stack(per_task[t.name])                    # (M, N, C)
         graph = self.hub.graph
         self.node_embeddings = embed_captions(self.text_encoder, graph.captions())
-        labels = self.hub.label_matrix(self.models)
+        cfg = self.config
+
+        def counts(vs):
+            return self.hub.node_counts([graph.nodes[i] for i in vs], self.models)
+
         self.selection: Dict[str, SelectionResult] = {
-            t.name: select_models(labels, self.models, embed_captions(self.text_encoder, self.captions[t.name]),
-                                  self.node_embeddings, t.classnames, k_nodes=self.k_nodes, alpha=self.alpha)
+            t.name: select_models(counts, self.models, embed_captions(self.text_encoder, self.captions[t.name]),
+                                  self.node_embeddings, t.classnames, k_nodes=cfg.k_nodes, alpha=cfg.alpha,
+                                  transfer=cfg.transfer, score=cfg.class_score, eq7=cfg.eq7)
             for t in self.tasks}
 
     # -- ground truth ---------------------------------------------------------------------------
@@ -156,23 +183,14 @@ class MLLBenchmark:
         return inb_rank({m: self.imagenet_scores[m] for m in models})
 
     def modelgpt_predictions(self) -> pd.DataFrame:
-        """(M, T) ModelGPT's predicted accuracies, leave-one-target-out."""
+        """(M, T) ModelGPT's predicted accuracies: fitted on the sample datasets (``modelgpt_fit="sample"``,
+        the paper) or leave-one-target-out (``"loto"``); :mod:`mll.baselines.sample_fit`."""
         if not hasattr(self, "_modelgpt"):
-            from .baselines import ModelGPT, features_to_frame, leave_one_dataset_out, modelgpt_features
-            rows, gt = {}, self.ground_truth()
-            for t in self.tasks:
-                caps = dict(zip(t.classnames, self.captions[t.name]))
-                for m in self.models:
-                    vlm = self.hub.models[m]
-                    rows[(m, t.name)] = modelgpt_features(
-                        vlm, list(t.classnames), caps, self.imagenet_scores[m],
-                        templates=tuple(tp.replace("{}", "{c}") for tp in vlm.templates),
-                        random_state=self.random_state)
-            feats = features_to_frame(rows)
-            targets = pd.Series({k: gt.loc[k[0], k[1]] for k in rows})
-            targets.index = feats.index
-            self._modelgpt = leave_one_dataset_out(ModelGPT(self.modelgpt_regressor, random_state=self.random_state),
-                                                   feats, targets)
+            from .baselines.sample_fit import modelgpt_target_predictions
+            self._modelgpt = modelgpt_target_predictions(
+                self.hub.models, self.hub.graph, self.tasks, self.captions, self.imagenet_scores,
+                fit=self.modelgpt_fit, target_ground_truth=self.ground_truth if self.modelgpt_fit == "loto" else None,
+                regressor=self.modelgpt_regressor, random_state=self.random_state, cache_dir=self.cache_dir)
         return self._modelgpt
 
     def modelgpt_ranking(self, task: str, models: Optional[Sequence[str]] = None) -> List[str]:
@@ -183,7 +201,7 @@ class MLLBenchmark:
     # -- accuracies -----------------------------------------------------------------------------
     def _reuse_accuracy(self, task: str, per_class_models: np.ndarray, models: Sequence[str]) -> float:
         idx = [self.models.index(m) for m in models]
-        pred, _ = ensemble_predict(self.probs[task][idx], per_class_models)
+        pred, _ = ensemble_predict(self.probs[task][idx], per_class_models, weights=self.config.weights)
         return _accuracy(pred, self.y[task])
 
     def _same_models_everywhere(self, task: str, ranking: Sequence[str], k: int) -> float:
@@ -289,60 +307,94 @@ def plot_hub_growth(curves: Mapping[str, np.ndarray], path: str | os.PathLike, *
 # The two setups: offline (stand-in hub, offline datasets) and full scale (open_clip, 17 targets)
 # =============================================================================================
 def build_offline_benchmark(*, sources: Sequence[str], targets: Sequence[str], models: Optional[Sequence[str]] = None,
-                            images_per_node: int = 10, per_class: int = 15, image_size: Optional[int] = 128,
-                            n_distractors: int = 20, k_nodes: int = DEFAULT_K_NODES, alpha: float = DEFAULT_ALPHA,
-                            text_encoder: str = "minilm", cache_dir=None, random_state: int = 0,
-                            progress: bool = False) -> MLLBenchmark:
+                            images_per_node: int = 10, images_per_source: Optional[int] = None, per_class: int = 15,
+                            image_size: Optional[int] = 128, variant: str = "released",
+                            config: Optional[MLLConfig] = None, n_distractors: Optional[int] = None,
+                            k_nodes: Optional[int] = None, alpha: Optional[float] = None,
+                            text_encoder: str = "minilm", class_captions=None, modelgpt_fit: str = "sample",
+                            cache_dir=None, random_state: int = 0, progress: bool = False) -> MLLBenchmark:
     """The offline benchmark: the ConSE stand-in hub, a graph whose sample images are the *train*
-    splits of the offline ``sources`` (classes mapped to synsets, plus their WordNet ancestors), the
-    *test* splits of ``targets`` as target tasks, INB scored by :func:`graph_zero_shot_accuracy`."""
+    splits of the offline ``sources`` (classes mapped to synsets, graph built as the config says),
+    the *test* splits of ``targets`` as target tasks, INB scored by :func:`graph_zero_shot_accuracy`.
+    The method is ``config`` or ``METHOD_VARIANTS[variant]``, with ``n_distractors`` / ``k_nodes`` /
+    ``alpha`` overriding it when given; ``images_per_source`` defaults to ``images_per_node``."""
     from Label_embedding import get_text_encoder
     from .graph import offline_sample_source
-    from .labeling import LabelingProtocol
     from .vlm import create_vlm, list_vlms
     models = list_vlms("offline") if models is None else list(models)
-    graph = SemanticGraph(f"offline-{'+'.join(sources)}-n{images_per_node}-rs{random_state}",
-                          images_per_node=images_per_node, random_state=random_state)
-    hub = ModelHub(graph, protocol=LabelingProtocol(n_distractors, random_state), label_dir=cache_dir,
-                   cache_dir=cache_dir, progress=progress)
+    cfg = _config(variant, config, n_distractors=n_distractors, k_nodes=k_nodes, alpha=alpha)
+    graph, hub = _graph_and_hub("offline", sources, cfg, images_per_node,
+                                images_per_node if images_per_source is None else images_per_source,
+                                random_state, cache_dir, progress)
     hub.add_sources([offline_sample_source(s, "train") for s in sources])
     for name in _progress(models, progress, "labelling models"):
         hub.add_model(create_vlm(name, image_size=image_size, cache_dir=cache_dir))
     scores = {m: graph_zero_shot_accuracy(hub.models[m], graph, cache_dir=cache_dir) for m in hub.model_names}
     tasks = [offline_target(t, per_class=per_class, random_state=random_state) for t in targets]
-    return MLLBenchmark(hub, tasks, get_text_encoder(text_encoder), imagenet_scores=scores, k_nodes=k_nodes,
-                        alpha=alpha, cache_dir=cache_dir, random_state=random_state, progress=progress)
+    return MLLBenchmark(hub, tasks, get_text_encoder(text_encoder), imagenet_scores=scores, config=cfg,
+                        cache_dir=cache_dir, class_captions=class_captions, modelgpt_fit=modelgpt_fit,
+                        random_state=random_state, progress=progress)
 
 
 def build_full_benchmark(*, sample_root, target_root, weights_dir=None, models: Optional[Sequence[str]] = None,
                          sample_sources: Sequence[str] = ("imagenet", "imagenet_v2", "imagenet_sketch",
                                                           "imagenet_a", "imagenet_r"),
                          targets: Optional[Sequence[str]] = None, images_per_node: int = 75,
-                         per_class: Optional[int] = None, n_distractors: int = 20, k_nodes: int = DEFAULT_K_NODES,
-                         alpha: float = DEFAULT_ALPHA, text_encoder: str = "minilm", class_captions=None,
-                         cache_dir=None, random_state: int = 0, progress: bool = False) -> MLLBenchmark:
+                         images_per_source: Optional[int] = 25, per_class: Optional[int] = None,
+                         variant: str = "released", config: Optional[MLLConfig] = None,
+                         n_distractors: Optional[int] = None, k_nodes: Optional[int] = None,
+                         alpha: Optional[float] = None, text_encoder: str = "minilm", class_captions=None,
+                         modelgpt_fit: str = "sample", cache_dir=None, random_state: int = 0,
+                         progress: bool = False) -> MLLBenchmark:
     """The paper's benchmark: the 49 open_clip models (local weights), a graph on the five ImageNet
     sample datasets, the 17 target datasets from local roots, INB scored by the hub table's
-    ImageNet accuracy. ``class_captions``: optional {target: caption JSON path}."""
+    ImageNet accuracy. ``class_captions``: optional {target: caption JSON path}. Method as in
+    :func:`build_offline_benchmark`; the released graph takes up to ``images_per_source`` (25)
+    images per sample dataset and ``images_per_node`` (75) in all."""
     from Label_embedding import get_text_encoder
     from .graph import create_sample_source
-    from .labeling import LabelingProtocol
     from .targets import FULL_TARGETS, full_target
     from .vlm import create_vlm, list_vlms, openclip_hub
+    from .preflight import check_full_scale
     models = list_vlms("openclip") if models is None else list(models)
     targets = FULL_TARGETS if targets is None else targets
-    graph = SemanticGraph(f"full-{'+'.join(sample_sources)}-n{images_per_node}-rs{random_state}",
-                          images_per_node=images_per_node, random_state=random_state)
-    hub = ModelHub(graph, protocol=LabelingProtocol(n_distractors, random_state), label_dir=cache_dir,
-                   cache_dir=cache_dir, progress=progress)
+    check_full_scale(sample_root=sample_root, target_root=target_root, weights_dir=weights_dir, models=models,
+                     sample_sources=sample_sources, targets=targets, text_encoder=text_encoder)
+    cfg = _config(variant, config, n_distractors=n_distractors, k_nodes=k_nodes, alpha=alpha)
+    graph, hub = _graph_and_hub("full", sample_sources, cfg, images_per_node, images_per_source, random_state,
+                                cache_dir, progress)
     hub.add_sources([create_sample_source(s, sample_root) for s in sample_sources])
     for name in _progress(models, progress, "labelling models"):
         hub.add_model(create_vlm(name, weights_dir=weights_dir))
     imagenet = {f"{r['name']}@{r['pretrained']}": float(r["ImageNet"]) for r in openclip_hub()}
     tasks = [full_target(t, root=target_root, per_class=per_class, random_state=random_state) for t in targets]
-    return MLLBenchmark(hub, tasks, get_text_encoder(text_encoder), imagenet_scores=imagenet, k_nodes=k_nodes,
-                        alpha=alpha, cache_dir=cache_dir, class_captions=class_captions,
+    return MLLBenchmark(hub, tasks, get_text_encoder(text_encoder), imagenet_scores=imagenet, config=cfg,
+                        cache_dir=cache_dir, class_captions=class_captions, modelgpt_fit=modelgpt_fit,
                         random_state=random_state, progress=progress)
+
+
+def _config(variant: str, config: Optional[MLLConfig], **overrides) -> MLLConfig:
+    if config is not None:
+        return config.replace(**{k: v for k, v in overrides.items() if v is not None})
+    return method_config(variant, **overrides)
+
+
+def _graph_and_hub(scale: str, sources: Sequence[str], cfg: MLLConfig, images_per_node: int,
+                   images_per_source: Optional[int], random_state: int, cache_dir, progress: bool):
+    """An empty graph built as ``cfg.graph`` says and its hub with ``cfg``'s labeling protocol. The
+    graph name (the key of its caches) encodes sources, construction, image counts and seed (the
+    reconstruction keeps its earlier names)."""
+    if cfg.graph == "reconstruction":
+        name, per_source = f"{scale}-{'+'.join(sources)}-n{images_per_node}-rs{random_state}", None
+    else:
+        per_source = images_per_source
+        name = (f"{scale}-{'+'.join(sources)}-{cfg.graph}-n{images_per_node}-s{per_source or 'all'}"
+                f"-rs{random_state}")
+    graph = SemanticGraph(name, images_per_node=images_per_node, images_per_source=per_source,
+                          construction=cfg.graph, random_state=random_state)
+    hub = ModelHub(graph, protocol=cfg.protocol(random_state), label_dir=cache_dir, cache_dir=cache_dir,
+                   progress=progress)
+    return graph, hub
 
 
 def _progress(items, progress: bool, desc: str):
@@ -350,3 +402,39 @@ def _progress(items, progress: bool, desc: str):
         return items
     from tqdm.auto import tqdm
     return tqdm(items, desc=desc, unit="model")
+
+
+# =============================================================================================
+# Departures between two variants, one piece at a time (docs/mll.md, "Departures")
+# =============================================================================================
+def departure_configs(base: str = "reconstruction", target: str = "released") -> Dict[str, MLLConfig]:
+    """Configurations that switch the pieces of :data:`mll.config.PIECES` one at a time:
+    ``base``, ``base + {piece}`` (only that piece from ``target``) for each piece, ``target`` and
+    ``target - {piece}`` (that piece back from ``base``)."""
+    from .config import METHOD_VARIANTS
+    b, t = METHOD_VARIANTS[base], METHOD_VARIANTS[target]
+    out = {base: b}
+    for piece, fields in PIECES.items():
+        out[f"{base} + {target} {piece}"] = b.replace(**{f: getattr(t, f) for f in fields})
+    out[target] = t
+    for piece, fields in PIECES.items():
+        out[f"{target} - {piece} ({base})"] = t.replace(**{f: getattr(b, f) for f in fields})
+    return out
+
+
+def compare_variants(configs: Mapping[str, MLLConfig], build: Callable[[MLLConfig], "MLLBenchmark"],
+                     ks: Sequence[int] = (1, 3)) -> pd.DataFrame:
+    """One row per configuration: MLL's and INB's mean accuracy over the targets for each k, and
+    the mean best single model. ``build(config) -> MLLBenchmark`` (e.g. a partial of
+    :func:`build_offline_benchmark`; its caches make repeated builds cheap)."""
+    rows = {}
+    for label, cfg in configs.items():
+        bench = build(cfg)
+        row = {}
+        for k in ks:
+            row[f"MLL (k={k})"] = float(np.mean([bench.mll_accuracy(t.name, k) for t in bench.tasks]))
+        for k in ks:
+            row[f"INB (k={k})"] = float(np.mean([bench.inb_accuracy(t.name, k) for t in bench.tasks]))
+        row["best single model"] = float(bench.ground_truth().max(axis=0).mean())
+        rows[label] = row
+    return pd.DataFrame(rows).T.rename_axis("configuration")

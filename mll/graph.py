@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +33,7 @@ from common import Registry
 from .wordnet import WordNet, load_wordnet
 
 __all__ = ["ImageRef", "SampleSource", "ImageFolderSource", "DatasetSource", "SemanticGraph",
+           "GRAPH_CONSTRUCTIONS", "GraphConstruction",
            "offline_class_synsets", "offline_dataset_info", "offline_sample_source",
            "SAMPLE_SOURCES", "register_sample_source", "create_sample_source", "IMAGE_EXTENSIONS"]
 
@@ -60,6 +62,11 @@ class SampleSource:
 
     def load(self, index: int):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def class_names(self) -> Dict[str, List[str]]:
+        """wnid -> the source's own names of that class (used, with the synset's lemmas, to match
+        the class to WordNet synsets by lemma); ``{}`` when the class folders carry wnids only."""
+        return {}
 
     def pools(self) -> Dict[str, List[ImageRef]]:
         """wnid -> references of all its images (index order)."""
@@ -127,6 +134,15 @@ class DatasetSource(SampleSource):
 
     def wnid_labels(self) -> List[str]:
         return [self.class_wnids[t] for t in self._targets]
+
+    def class_names(self) -> Dict[str, List[str]]:
+        classes = getattr(self.dataset, "classes", None)
+        if classes is None or len(classes) != len(self.class_wnids):
+            return {}
+        out: Dict[str, List[str]] = defaultdict(list)
+        for name, w in zip(classes, self.class_wnids):
+            out[w].append(str(name))
+        return dict(out)
 
     def load(self, index: int):
         image, _ = self.dataset[index]
@@ -210,48 +226,120 @@ for _name in ("fashion_mnist", "mnist", "digits", "textures", "lfw_faces"):
 # ------------------------------------------------------------------------------------------------
 # The graph
 # ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GraphConstruction:
+    """Which synsets become nodes when sample sources are added (see :class:`SemanticGraph`).
+
+    ``lemma_match``: a class feeds every noun synset sharing one of its lemmas / names (the
+    released code) instead of its own synset only; ``expansion``: ``"hyponyms"`` (direct hyponyms
+    of the image-bearing synsets, filled with their parents' images; released), ``"ancestors"``
+    (all WordNet ancestors, sampling their descendants' images; our reconstruction) or ``"none"``."""
+
+    lemma_match: bool
+    expansion: str
+
+    def __post_init__(self):
+        if self.expansion not in ("hyponyms", "ancestors", "none"):
+            raise ValueError(f"expansion must be 'hyponyms', 'ancestors' or 'none', got {self.expansion!r}")
+
+
+GRAPH_CONSTRUCTIONS: Registry[GraphConstruction] = Registry("graph construction")
+GRAPH_CONSTRUCTIONS.add("released", GraphConstruction(lemma_match=True, expansion="hyponyms"))
+GRAPH_CONSTRUCTIONS.add("reconstruction", GraphConstruction(lemma_match=False, expansion="ancestors"))
+GRAPH_CONSTRUCTIONS.add("classes", GraphConstruction(lemma_match=False, expansion="none"))
+
+
+def _seed_key(key: str) -> int:
+    if len(key) == 9 and key[0] == "n" and key[1:].isdigit():
+        return int(key[1:])                        # a wnid: its synset offset
+    return zlib.crc32(key.encode())
+
+
+def _seed(random_state: int, *keys: str) -> np.random.Generator:
+    """A generator seeded by ``random_state`` and wnid / source-name keys (stable across runs)."""
+    return np.random.default_rng([int(random_state)] + [_seed_key(k) for k in keys])
+
+
+def _sample(refs: Iterable[ImageRef], n: Optional[int], rng_keys: tuple, random_state: int) -> Tuple[ImageRef, ...]:
+    """Up to ``n`` of ``refs`` (sorted, de-duplicated; all when ``n`` is None or enough), seeded."""
+    pool = sorted(set(refs))
+    if n is None or len(pool) <= n:
+        return tuple(pool)
+    pick = np.sort(_seed(random_state, *rng_keys).choice(len(pool), size=n, replace=False))
+    return tuple(pool[i] for i in pick)
+
+
 class SemanticGraph:
     """WordNet synsets as nodes, with hypernym/hyponym edges, captions and sample images.
 
-    ``name`` identifies the graph in caches (model labels are stored per graph name): two graphs
-    with the same name must be built from the same sources with the same parameters."""
+    ``construction`` (a key of :data:`GRAPH_CONSTRUCTIONS` or a :class:`GraphConstruction`):
+
+    * ``"released"`` (the authors' code, ``evaluation_dataset_construct.py``): every noun synset
+      sharing a lemma with a class (all synonyms: the class synset's lemmas and the source's class
+      names) becomes a node holding the images of every class with that lemma, up to
+      ``images_per_source`` per sample dataset (25 in the paper's setting), then up to
+      ``images_per_node`` in all; every direct hyponym of such a synset becomes a node holding
+      ``images_per_node // len(parents)`` (at least 1) images of each image-bearing parent;
+    * ``"reconstruction"``: the class synsets, ``images_per_node`` pooled images each, plus all
+      their WordNet ancestors, sampling their descendant nodes' images;
+    * ``"classes"``: the class synsets only.
+
+    Sampling is seeded by ``(random_state, synset, source / parent)``. ``name`` identifies the
+    graph in caches: two graphs with the same name must be built the same way."""
 
     def __init__(self, name: str, *, wordnet: Optional[WordNet] = None, images_per_node: int = 75,
-                 random_state: int = 0):
+                 images_per_source: Optional[int] = None, construction="reconstruction", random_state: int = 0):
         if images_per_node < 1:
             raise ValueError(f"images_per_node must be >= 1, got {images_per_node}")
+        if images_per_source is not None and images_per_source < 1:
+            raise ValueError(f"images_per_source must be >= 1 or None, got {images_per_source}")
         if not name or "/" in name:
             raise ValueError(f"graph name must be a non-empty string without '/', got {name!r}")
+        if isinstance(construction, str):
+            construction = GRAPH_CONSTRUCTIONS[construction]
+        if not isinstance(construction, GraphConstruction):
+            raise TypeError(f"construction must be a name of GRAPH_CONSTRUCTIONS {sorted(GRAPH_CONSTRUCTIONS)} "
+                            f"or a GraphConstruction, got {construction!r}")
         self.name = name
         self.wordnet = wordnet if wordnet is not None else load_wordnet()
         self.images_per_node = int(images_per_node)
+        self.images_per_source = None if images_per_source is None else int(images_per_source)
+        self.construction = construction
         self.random_state = int(random_state)
         self.nodes: List[str] = []
         self.node_images: Dict[str, Tuple[ImageRef, ...]] = {}
         self.sources: Dict[str, SampleSource] = {}
-        #: nodes that are classes of a sample source (the others are their WordNet ancestors)
+        #: the sample sources' own class synsets
         self.class_nodes: set = set()
+        #: nodes that received images from the sources directly (class synsets, lemma matches)
+        self.image_nodes: set = set()
 
     # -- construction ---------------------------------------------------------------------------
-    def _sample(self, wnid: str, pool: Sequence[ImageRef]) -> Tuple[ImageRef, ...]:
-        pool = sorted(set(pool))
-        if len(pool) <= self.images_per_node:
-            return tuple(pool)
-        rng = np.random.default_rng([self.random_state, int(wnid[1:])])
-        pick = np.sort(rng.choice(len(pool), size=self.images_per_node, replace=False))
-        return tuple(pool[i] for i in pick)
-
-    def add_source(self, source: SampleSource, *, include_ancestors: bool = True) -> List[str]:
+    def add_source(self, source: SampleSource, *, expand: bool = True) -> List[str]:
         """Add one sample source: ``add_sources([source])``."""
-        return self.add_sources([source], include_ancestors=include_ancestors)
+        return self.add_sources([source], expand=expand)
 
-    def add_sources(self, sources: Sequence[SampleSource], *, include_ancestors: bool = True) -> List[str]:
-        """Add the synsets of ``sources`` (and their WordNet ancestors) that are not yet nodes.
+    def _direct_pools(self, sources: Sequence[SampleSource]) -> Dict[str, Dict[str, List[ImageRef]]]:
+        """synset -> source name -> images that the construction gives it directly."""
+        pools: Dict[str, Dict[str, List[ImageRef]]] = defaultdict(lambda: defaultdict(list))
+        for source in sources:
+            names = source.class_names()
+            for w, refs in source.pools().items():
+                targets = {w}
+                if self.construction.lemma_match:
+                    for lemma in (*self.wordnet[w].lemmas, *names.get(w, ())):
+                        targets.update(self.wordnet.lookup(lemma))
+                for t in targets:
+                    pools[t][source.name].extend(refs)
+        return pools
 
-        The images of one synset are pooled over the given sources; a new synset node samples up to
-        ``images_per_node`` of them. A new ancestor node samples from the sample images of its
-        descendant nodes. Nodes already in the graph keep their images (so their model labels stay
-        valid). Returns the new nodes (sorted by wnid, the order in which they are appended)."""
+    def add_sources(self, sources: Sequence[SampleSource], *, expand: bool = True) -> List[str]:
+        """Add the synsets that ``sources`` feed (and, if ``expand``, the construction's expansion
+        nodes) that are not yet nodes.
+
+        Nodes already in the graph keep their images, so everything computed on them (model labels,
+        embeddings) stays valid; the images of a node are fixed when it enters. Returns the new
+        nodes (sorted by wnid, the order in which they are appended)."""
         sources = list(sources)
         if not sources:
             raise ValueError("add_sources() got no source")
@@ -259,29 +347,54 @@ class SemanticGraph:
         clash = sorted({n for n in names if n in self.sources or names.count(n) > 1})
         if clash:
             raise ValueError(f"sample sources {clash} are already in graph {self.name!r} (or given twice)")
-        pools: Dict[str, List[ImageRef]] = defaultdict(list)
-        for source in sources:
-            for w, refs in source.pools().items():
-                pools[w].extend(refs)
-        unknown = sorted(w for w in pools if w not in self.wordnet)
+        class_wnids = {w for s in sources for w in s.pools()}
+        unknown = sorted(w for w in class_wnids if w not in self.wordnet)
         if unknown:
             raise ValueError(f"sources {names} have classes that are not WordNet noun synsets: {unknown[:5]}")
+        pools = self._direct_pools(sources)
         for source in sources:
             self.sources[source.name] = source
-        images = {w: self._sample(w, pools[w]) for w in sorted(pools) if w not in self.node_images}
-        self.class_nodes.update(images)
-        if include_ancestors:
-            by_ancestor: Dict[str, List[ImageRef]] = defaultdict(list)
-            for w, refs in {**self.node_images, **images}.items():
-                for a in self.wordnet.ancestors(w):
-                    if a not in self.node_images and a not in pools:
-                        by_ancestor[a].extend(refs)
-            images.update({a: self._sample(a, refs) for a, refs in sorted(by_ancestor.items())})
+        images: Dict[str, Tuple[ImageRef, ...]] = {}
+        for w in sorted(pools):
+            if w in self.node_images:
+                continue
+            per_source = [r for src in sorted(pools[w]) for r in
+                          _sample(pools[w][src], self.images_per_source, (w, src), self.random_state)]
+            images[w] = _sample(per_source, self.images_per_node, (w,), self.random_state)
+        self.class_nodes.update(class_wnids)
+        self.image_nodes.update(images)
+        if expand:
+            images.update(self._expansion(images))
         new = sorted(images)
         for w in new:
             self.nodes.append(w)
             self.node_images[w] = images[w]
         return new
+
+    def _expansion(self, direct: Dict[str, Tuple[ImageRef, ...]]) -> Dict[str, Tuple[ImageRef, ...]]:
+        kind = self.construction.expansion
+        bearing = {**{w: self.node_images[w] for w in self.image_nodes if w in self.node_images}, **direct}
+        taken = set(self.node_images) | set(direct)
+        if kind == "ancestors":
+            by_ancestor: Dict[str, List[ImageRef]] = defaultdict(list)
+            for w, refs in {**self.node_images, **direct}.items():
+                for a in self.wordnet.ancestors(w):
+                    if a not in taken:
+                        by_ancestor[a].extend(refs)
+            return {a: _sample(refs, self.images_per_node, (a,), self.random_state)
+                    for a, refs in sorted(by_ancestor.items())}
+        if kind == "hyponyms":
+            parents: Dict[str, List[str]] = defaultdict(list)
+            for p in sorted(bearing):
+                for h in self.wordnet[p].hyponyms:
+                    if h not in taken:
+                        parents[h].append(p)
+            out = {}
+            for h, ps in sorted(parents.items()):
+                share = max(1, self.images_per_node // len(ps))
+                out[h] = tuple(sorted({r for p in ps for r in _sample(bearing[p], share, (h, p), self.random_state)}))
+            return out
+        return {}
 
     # -- views ----------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -326,7 +439,11 @@ class SemanticGraph:
 
     def summary(self) -> dict:
         return {"name": self.name, "nodes": len(self.nodes), "edges": len(self.edges()),
+                "construction": {"lemma_match": self.construction.lemma_match,
+                                 "expansion": self.construction.expansion},
+                "image_nodes": len(self.image_nodes), "class_nodes": len(self.class_nodes),
                 "sources": sorted(self.sources), "images_per_node": self.images_per_node,
+                "images_per_source": self.images_per_source,
                 "sample_images": len({r for refs in self.node_images.values() for r in refs})}
 
     def to_json(self) -> dict:

