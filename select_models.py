@@ -40,6 +40,7 @@ N_PER_CLASS = 200                    # at most this many images per class are sc
 BATCH_SIZE = 32
 CACHE_DIR = ROOT / "cache" / "select"
 RESULTS_DIR = ROOT / "results" / "select"
+MIN_PER_CLASS = 5                    # fewer scored images in a class: the output warns that scores are noisy
 PROG = "select_models.py"
 MODEL_GROUPS = ("offline", "cnn", "vit")    # image backbones; captioning models rank caption data
 
@@ -197,6 +198,12 @@ def _run(p: argparse.ArgumentParser, args) -> int:
     counts = np.bincount(dataset.targets, minlength=len(dataset.classes))
     print(f"{name}: {len(dataset)} images in {len(dataset.classes)} classes "
           f"({', '.join(f'{c}: {n}' for c, n in zip(dataset.classnames, counts))}); scoring {len(images)}")
+    scored = np.bincount(images.targets, minlength=len(images.classes))
+    few = [c for c, n in zip(images.classnames, scored) if n < MIN_PER_CLASS]
+    if few:
+        print(f"{PROG}: warning: fewer than {MIN_PER_CLASS} images to score in class(es) {', '.join(few)}: "
+              "scores from so few images are noisy and several metrics saturate; treat the ranking as a hint",
+              file=sys.stderr)
 
     result = score_models(args.models, [name], cache_dir=args.cache_dir, results_dir=args.results_dir,
                           encoders=args.encoders, metrics=args.metrics, weights_dir=args.weights_dir,

@@ -197,7 +197,7 @@ def test_bad_data_is_a_one_line_error_before_any_work(tmp_path, capsys, fake_sco
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, fake_scorer):
-    root = _digit_folder(tmp_path / "d", per_class=2)
+    root = _digit_folder(tmp_path / "d", per_class=5)
     fake_scorer(exc=KeyboardInterrupt())
     with pytest.raises(SystemExit) as exc:
         select_models.main(_cli(root, tmp_path))
@@ -205,7 +205,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, fake_scorer):
 
 
 def test_library_errors_are_one_line_unless_debug(tmp_path, capsys, fake_scorer):
-    root = _digit_folder(tmp_path / "d", per_class=2)
+    root = _digit_folder(tmp_path / "d", per_class=5)
     fake_scorer(exc=ValueError("cache file x.npy is corrupt\n  (delete it)"))
     with pytest.raises(SystemExit) as exc:
         select_models.main(_cli(root, tmp_path))
@@ -256,12 +256,13 @@ def test_unreadable_images_warned_and_skipped_or_strict(tmp_path, capsys, fake_s
     assert "1 unreadable image(s)" in _one_line_error(capsys, 2, exc)
 
 
-def test_single_template_and_subsample_reach_the_pipeline(tmp_path, fake_scorer):
+def test_single_template_and_subsample_reach_the_pipeline(tmp_path, fake_scorer, capsys):
     root = _digit_folder(tmp_path / "d", per_class=4)
     fake = fake_scorer(scores={k: {"ocr_cls": 0.0} for k in ("emms", "logme")})
     argv = _cli(root, tmp_path, "--models", "ocr_cls", "--metrics", "emms", "logme",
                 "--templates", "a satellite photo of {}.", "--n-per-class", "2")
     assert select_models.main(argv) == 0
+    assert "warning: fewer than 5 images to score in class(es) digit 0, digit 1, digit 7" in capsys.readouterr().err
     call = fake.calls[0]
     assert call["templates"] == ("a satellite photo of {}.",)
     used = call["dataset_factory"]("d")
@@ -278,7 +279,7 @@ def test_real_sigint_during_work_exits_130_without_traceback(tmp_path):
     import subprocess
     import sys
 
-    root = _digit_folder(tmp_path / "d", per_class=2)
+    root = _digit_folder(tmp_path / "d", per_class=5)
     code = ("import sys, time, select_models, evaluation.end_to_end as e\n"
             "def slow(*a, **k):\n    print('READY', flush=True); time.sleep(120)\n"
             "e.score_models = slow\n"
@@ -286,7 +287,7 @@ def test_real_sigint_during_work_exits_130_without_traceback(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=select_models.ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip().endswith("scoring 6")
+        assert proc.stdout.readline().strip().endswith("scoring 15")
         assert proc.stdout.readline().strip() == "READY"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
