@@ -184,6 +184,7 @@ def _run(p: argparse.ArgumentParser, args) -> int:
     import numpy as np
 
     from data import subsample_per_class
+    from data.cache import atomic_write
     from evaluation import save_results
     from evaluation.end_to_end import score_models
     from evaluation.selection_report import format_selection, selection_table
@@ -215,8 +216,8 @@ def _run(p: argparse.ArgumentParser, args) -> int:
     print(format_selection(table, primary=args.primary))
     written = save_results(result, args.results_dir)
     out_csv = args.results_dir / name / "selection.csv"
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_csv)
+    data = table.to_csv().encode()
+    atomic_write(out_csv, lambda fh: fh.write(data))            # a concurrent reader never sees half a file
     print(f"\nranking written to {out_csv} (and {len(written)} result files under {args.results_dir})")
     return 0
 
