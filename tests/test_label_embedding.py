@@ -168,8 +168,10 @@ def test_label_embedding_round_trip_with_minilm(tmp_path):
     assert np.all(sims[np.triu_indices(3, 1)] < 0.99)  # three different classes, three different rows
     # an existing file is kept without building the encoder (an unknown name would fail)
     assert write_label_embeddings("textures", "minilm", tmp_path, encoder_kwargs={"no_such_arg": 1}) == path
-    with pytest.raises(ValueError, match="has 3 rows"):
-        write_label_embeddings("textures", "minilm", tmp_path, classnames=["a", "b"])
+    # other class names (or templates) are re-embedded, with a note saying why
+    notes = []
+    write_label_embeddings("textures", "minilm", tmp_path, classnames=["a", "b"], progress=False, log=notes.append)
+    assert np.load(path).shape == (2, 384) and len(notes) == 1 and "classnames" in notes[0]
 
 
 def test_caption_embeddings_resume_after_interruption(tmp_path):
