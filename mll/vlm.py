@@ -52,7 +52,8 @@ from data.cache import atomic_save_npy
 __all__ = [
     "VLM", "ConSEVLM", "OpenCLIPVLM", "ConSEConfig", "CONSE_CONFIGS", "OFFLINE_BACKBONES",
     "VLM_REGISTRY", "register_vlm", "create_vlm", "list_vlms", "vlm_group", "openclip_hub",
-    "openclip_weights_path", "imagenet_label_texts", "cached_image_embeddings", "image_features_batched",
+    "openclip_weights_path", "imagenet_label_texts", "cached_image_embeddings", "cached_image_features",
+    "image_features_batched", "imagenet_logits", "backbone_features",
     "l2_normalise",
     "DEFAULT_TEMPLATES",
 ]
@@ -205,27 +206,34 @@ def image_features_batched(vlm: VLM, images: Sequence, *, desc: str = "", progre
                            for s in starts], axis=0)
 
 
-def cached_image_embeddings(vlm: VLM, image_set_key: str, load_images: Callable[[], Sequence],
-                            cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False) -> np.ndarray:
-    """(N, E) embeddings of an image set, with the first image stage cached on disk.
+def cached_image_features(vlm: VLM, image_set_key: str, load_images: Callable[[], Sequence],
+                          cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False) -> np.ndarray:
+    """(N, F) first image stage of an image set, cached on disk.
 
     ``image_set_key`` names the (ordered) image set, ``load_images()`` returns its images and is
-    only called on a cache miss. The first stage is written atomically to
+    only called on a cache miss. The features are written atomically to
     ``{cache_dir}/mll/image_features/{image_set_key}/{vlm.image_feature_key}.npy`` and shared by
-    every VLM with the same key (e.g. all ConSE stand-ins of one backbone). ``cache_dir=None``
-    disables the cache."""
+    every VLM with the same key (e.g. all ConSE stand-ins and aligned models of one backbone).
+    ``cache_dir=None`` disables the cache."""
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / "mll" / "image_features" / image_set_key / f"{vlm.image_feature_key}.npy"
         if path.is_file():
-            return vlm.embed_image_features(np.load(path, allow_pickle=False))
+            return np.load(path, allow_pickle=False)
     images = list(load_images())
     if not images:
         raise ValueError(f"image set {image_set_key!r} is empty")
     feats = image_features_batched(vlm, images, desc=f"{vlm.image_feature_key} on {image_set_key}", progress=progress)
     if path is not None:
         atomic_save_npy(path, feats.astype(np.float32))
-    return vlm.embed_image_features(feats)
+    return feats
+
+
+def cached_image_embeddings(vlm: VLM, image_set_key: str, load_images: Callable[[], Sequence],
+                            cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False) -> np.ndarray:
+    """(N, E) embeddings of an image set: :func:`cached_image_features` then the model's second stage."""
+    return vlm.embed_image_features(cached_image_features(vlm, image_set_key, load_images, cache_dir,
+                                                          progress=progress))
 
 
 # =============================================================================================
@@ -306,6 +314,47 @@ def imagenet_label_texts(style: str) -> Tuple[str, ...]:
     return texts
 
 
+def _backbone_batches(backbone, images: Sequence, image_size: Optional[int], batch_size: int):
+    """Preprocessed batches (B, 3, H, W), resized (bilinear, antialiased) to ``image_size`` if given."""
+    import torch.nn.functional as F
+    import torch
+    images = list(images)
+    for s in range(0, len(images), batch_size):
+        x = torch.stack([backbone.preprocess(im) for im in images[s:s + batch_size]])
+        if image_size is not None and tuple(x.shape[-2:]) != (image_size, image_size):
+            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+        yield x
+
+
+def imagenet_logits(backbone, images: Sequence, *, image_size: Optional[int] = None, batch_size: int = 32,
+                    name: str = "backbone") -> np.ndarray:
+    """(N, 1000) ImageNet-1k logits of an ImageNet classifier ``backbone`` (``preprocess`` +
+    ``features_and_source_logits``); with ``image_size`` the preprocessed tensor is resized to
+    ``image_size`` pixels first (bilinear resizing commutes with the per-channel normalisation)."""
+    import torch
+    out = []
+    with torch.no_grad():
+        for x in _backbone_batches(backbone, images, image_size, batch_size):
+            _, logits = backbone.features_and_source_logits(x)
+            if logits is None or logits.shape[1] != 1000:
+                raise ValueError(f"backbone {name!r} gave no ImageNet-1k logits")
+            out.append(logits.detach().cpu().numpy().astype(np.float32))
+    return np.concatenate(out, axis=0)
+
+
+def backbone_features(backbone, images: Sequence, *, image_size: Optional[int] = None,
+                      batch_size: int = 32) -> np.ndarray:
+    """(N, D) penultimate features of ``backbone`` (a ``models`` FeatureModel), resized as in
+    :func:`imagenet_logits` when ``image_size`` is given."""
+    import torch
+    out = []
+    with torch.no_grad():
+        for x in _backbone_batches(backbone, images, image_size, batch_size):
+            feats, _ = backbone.features_and_source_logits(x)
+            out.append(feats.detach().cpu().numpy().astype(np.float32))
+    return np.concatenate(out, axis=0)
+
+
 @functools.lru_cache(maxsize=None)
 def _shared_backbone(name: str):
     import models
@@ -377,21 +426,8 @@ class ConSEVLM(VLM):
         With ``image_size`` set, the backbone's preprocessed tensor is resized (bilinear, antialiased)
         to ``image_size`` pixels before the forward pass: a cheaper resolution for the small offline
         images (bilinear resizing commutes with the per-channel affine normalisation)."""
-        import torch
-        import torch.nn.functional as F
-        images = list(images)
-        out = []
-        with torch.no_grad():
-            for s in range(0, len(images), self.batch_size):
-                x = torch.stack([self.backbone.preprocess(im) for im in images[s:s + self.batch_size]])
-                if self.image_size is not None and x.shape[-1] != self.image_size:
-                    x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                                      align_corners=False, antialias=True)
-                _, logits = self.backbone.features_and_source_logits(x)
-                if logits is None or logits.shape[1] != 1000:
-                    raise ValueError(f"backbone {self.backbone_name!r} gave no ImageNet-1k logits")
-                out.append(logits.detach().cpu().numpy().astype(np.float32))
-        return np.concatenate(out, axis=0)
+        return imagenet_logits(self.backbone, images, image_size=self.image_size, batch_size=self.batch_size,
+                               name=self.backbone_name)
 
     def label_embeddings(self) -> np.ndarray:
         """(1000, E): u_j = normalised mean over the templates of the embedding of ImageNet class j.

@@ -49,7 +49,8 @@ def image(r, g):
 
 def test_registry_lists_both_hubs():
     offline = list_vlms("offline")
-    assert len(offline) == 9 and offline[0] == "conse-lite0-names"
+    assert len(offline) == 9 + len(mll.aligned.ALIGNED_SPECS) and offline[0] == "conse-lite0-names"
+    assert all(n.startswith("conse-") for n in offline[:9]) and all(n.startswith("aligned-") for n in offline[9:])
     assert len(list_vlms("openclip")) == 49 and "ViT-B-32@openai" in list_vlms("openclip")
     assert len(mll.openclip_hub()) == 49
     with pytest.raises(KeyError, match="unknown VLM"):
