@@ -9,10 +9,14 @@ Scripts pick metrics by name through the registry::
     fn = metrics.get_metric("emms")
     score = fn(**{k: inputs[k] for k in fn.requires})
 
-EMMS has three registry names: ``emms`` is ``emms(..., ridge="auto")`` (ridge chosen by Bayesian
-evidence maximisation, defined for every N and D, so the default scripts work when D >= N);
-``emms_ols`` is the paper's unregularised converged EMMS (``ValueError`` when rank(X) >= N - 1, where
-it is 0 for every model); ``emms_onestep`` is the published one-sweep value.
+EMMS has four registry names: ``emms`` is ``emms(..., ridge="ledoit_wolf", standardise=False)`` (the
+w-step regresses with the Ledoit-Wolf covariance of the centred features: defined and discriminative
+for every N and D, -> the paper's value for N >> D; chosen by a small-sample study, docs/metrics.md);
+``emms_evidence`` is ``emms(..., ridge="auto")`` (evidence-chosen ridge, the former default; exactly 0
+for several models when D >= N); ``emms_ols`` is the paper's unregularised converged EMMS
+(``ValueError`` when rank(X) >= N - 1, where it is 0 for every model); ``emms_onestep`` is the
+published one-sweep value. :func:`emms_cv` gives the out-of-sample (exact LOO / GCV) variants.
+Metrics that form Gram matrices work on the N x N side when N <= D.
 
 Scoring one model with several metrics: prepare its features once, so the Gram matrices and their
 eigendecompositions are computed once and shared (``features`` of every metric accepts an array or

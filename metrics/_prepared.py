@@ -29,7 +29,20 @@ method                      value                                          used 
 ``centred_eigh()``          eigh of ``Xc^T Xc`` (ascending)                 H-score, PCA (NLEEP, PARC),
                                                                            TransRate
 ``standardised_eigh()``     eigh of ``standardised_gram()``                EMMS (ridge="auto")
+``centred_dual_gram()``     ``Xc Xc^T`` (N, N)                             N <= D: H-score(s), PARC,
+                                                                           EMMS (centred), LW
+``standardised_dual_gram()`` ``Xs Xs^T`` (N, N)                            N <= D: EMMS (z-scored)
+``centred_spectrum()``      ``centred_eigh`` if N > D, else eigh of the    H-score(s), PARC, EMMS
+                            N x N ``centred_dual_gram`` (with ``side``)
+``standardised_spectrum()`` the same for the z-scored features             EMMS
+``ledoit_wolf()``           Ledoit-Wolf ``(shrinkage, mu)`` (either side)  H-score-LW, EMMS
+``principal_components(k)`` top-k PCA scores (either side)                 PARC
 ==========================  =============================================  ============================
+
+Side: :attr:`PreparedFeatures.side` is ``"primal"`` (D x D) when N > D and ``"dual"`` (N x N)
+otherwise (``prepare_features(X, side=...)`` fixes it, for comparisons). The metrics built on the
+``*_spectrum()`` methods never form a D x D matrix when N <= D (``std()`` too comes from the rows then);
+for N > D nothing changes.
 
 Label embeddings: for classification the per-sample embeddings are class embeddings indexed by the
 labels, so the N rows take only C distinct values. :class:`PreparedLabelEmbeddings` finds the
