@@ -328,3 +328,12 @@ def test_caption_dir_keys_must_equal_the_class_list(tmp_path):
     (tmp_path / "dmlab.json").write_text(json.dumps({c: [] for c in NAMES["dmlab"]}))
     with pytest.raises(ValueError, match="without a non-empty list"):
         load_caption_dir(tmp_path, {"dmlab": NAMES["dmlab"]})
+
+
+def test_build_full_benchmark_runs_the_preflight_first(tmp_path):
+    from mll.benchmark import build_full_benchmark
+    with pytest.raises(FileNotFoundError, match="missing paths") as err:
+        build_full_benchmark(sample_root=tmp_path, target_root=tmp_path, weights_dir=tmp_path,
+                             models=["ViT-B-32@openai"], targets=["GTSRB"], cache_dir=tmp_path / "cache")
+    assert str(tmp_path / "ViT-B-32" / "openai") in str(err.value) and str(tmp_path / "GTSRB" / "test") in str(err.value)
+    assert not (tmp_path / "cache").exists()
