@@ -28,7 +28,6 @@ A long caption run resumes from its finished chunks.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -37,7 +36,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
-from data.cache import (CacheLayout, CacheCorruptError, CacheMissingError, check_entry, entry_lock, load_json,
+from data.cache import (CacheLayout, CacheCorruptError, check_entry, entry_lock, load_json,
                         load_npy, save_entry, stale_note)
 from data.fingerprint import sha256_json
 

@@ -30,7 +30,6 @@ metric that writes into its inputs fails loudly instead of corrupting the next m
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -185,14 +184,6 @@ class DatasetInputs:
             for p in self.paths(name, model):
                 seen.setdefault(p, None)
         return list(seen)
-
-    def fingerprint(self, requires: Sequence[str], model: str) -> str:
-        """Size and modification time of every input file: a re-extracted cache changes it."""
-        parts = []
-        for p in self.input_files(requires, model):
-            st = os.stat(p)
-            parts.append(f"{p.relative_to(self.layout.root).as_posix()}:{st.st_size}:{st.st_mtime_ns}")
-        return ";".join(parts)
 
     # -- loaders -----------------------------------------------------------------------------
     def _n_reference(self) -> int | None:

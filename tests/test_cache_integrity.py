@@ -20,11 +20,11 @@ from torch.utils.data import Subset
 
 import metrics
 import select_models
-from data.cache import (CacheCorruptError, CacheLayout, atomic_save_npy, check_entry, entry_lock, load_npy,
+from data.cache import (CacheCorruptError, CacheLayout, atomic_save_npy, check_entry, load_npy,
                         read_record, record_path, save_entry)
 from data.fingerprint import dataset_fingerprint, dataset_record
 from data.user_dataset import load_user_dataset
-from evaluation import ScoreCache, ScoreEntry, evaluate
+from evaluation import ScoreCache, evaluate
 from Label_embedding.embed import embed_classnames, write_label_embeddings
 from Label_embedding.encoders import TextEncoder
 from models.base import FeatureModel
