@@ -447,7 +447,8 @@ def test_two_concurrent_evaluations_keep_every_score(tmp_path):
     runs = [("logme", "transrate", "hscore_reg", "nleep"), ("sfda", "parc", "hscore", "logme")]
     procs = [_python(CONCURRENT_EVALUATE, tmp_path / "cache", tmp_path / "res", *names, light=False) for names in runs]
     outs = _wait_all(procs)
-    assert all("8 computed" in out for out in outs), outs
+    computed = [int(out.split(" computed")[0].split()[-1]) for out in outs]
+    assert 14 <= sum(computed) <= 16, outs              # the shared logme: computed by one run or by both
     entries = _scores(tmp_path / "res", "ds")
     assert len(entries) == 2 * 7
     again = evaluate(tmp_path / "cache", tmp_path / "res", datasets=["ds"], models=["m1", "m2"],
