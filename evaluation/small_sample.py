@@ -43,15 +43,14 @@ EMMS_VARIANTS: dict[str, tuple[Callable[..., float], tuple[str, ...]]] = {
     "emms_loo": (partial(metrics.emms_cv, cv="loo", standardise=False), _EMMS_INPUTS),
     "emms_gcv": (partial(metrics.emms_cv, cv="gcv", standardise=False), _EMMS_INPUTS),
 }
-_EXTRA = EMMS_VARIANTS
 
 
 def study_metrics(names: Sequence[str]) -> dict[str, tuple[Callable[..., float], tuple[str, ...]]]:
     """``{name: (fn, required inputs)}`` from the registry and the study's extra variants (names checked)."""
     out = {}
     for name in names:
-        if name in _EXTRA:
-            out[name] = _EXTRA[name]
+        if name in EMMS_VARIANTS:
+            out[name] = EMMS_VARIANTS[name]
         else:
             fn = metrics.get_metric(name)                 # KeyError listing the registered names
             if "source_probs" in fn.requires:

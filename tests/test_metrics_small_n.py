@@ -2,7 +2,6 @@
 registry's EMMS stays discriminative (brute-force known values, invariances, LOO closed forms)."""
 import numpy as np
 import pytest
-import scipy.linalg
 from sklearn.covariance import ledoit_wolf_shrinkage as sk_ledoit_wolf_shrinkage
 
 import metrics
