@@ -265,3 +265,40 @@ def test_benchmark_script_runs(capsys):
     assert module.main(["--shapes", "10x60", "--metrics", "hscore", "emms"]) == 0
     out = capsys.readouterr().out
     assert "10x60" in out and "speed-up" in out
+
+
+def test_small_sample_study_pieces():
+    """draw_scores / rank measures / summarise on synthetic models of known quality (no cache)."""
+    import pandas as pd
+    from evaluation.small_sample import _rank_measures, draw_scores, study_metrics, summarise, summary_markdown
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 20)
+    emb = rng.standard_normal((4, 16))
+    quality = {"good": 4.0, "mid": 1.5, "bad": 0.0}
+    feats = {}
+    for name, signal in quality.items():
+        X = rng.standard_normal((labels.size, 120))
+        X[:, :4] += signal * np.eye(4)[labels]
+        feats[name] = X
+    fns = study_metrics(["emms", "emms_loo", "emms_ols", "logme"])
+    rows = []
+    for n in (5, 10):
+        for draw in range(3):
+            scores, N = draw_scores(feats, labels, emb, fns, n, draw)
+            assert N == 4 * n
+            assert all(np.isnan(v) for v in scores["emms_ols"].values())      # D >= N - 1: undefined
+            assert scores["emms"]["good"] > max(scores["emms"]["mid"], scores["emms"]["bad"])
+            for name, s in scores.items():
+                rows.append(dict(dataset="toy", n_per_class=n, draw=draw, N=N, metric=name,
+                                 **_rank_measures(s, quality)))
+    table = pd.DataFrame(rows)
+    summary = summarise(table)
+    assert summary.loc[("emms", 10, "toy"), "mean"] > 0.5
+    assert summary.loc[("emms", 10, "toy"), "defined"] == 3
+    assert summary.loc[("emms_ols", 10, "overall"), "defined"] == 0
+    md = summary_markdown(summary, ["emms", "emms_ols"], ["toy"], 3, table)
+    row = next(line for line in md.splitlines() if line.startswith("| emms |"))
+    assert "undefined" in md and row.count("±") == 2 and row.endswith("| 3.00 |")
+    with pytest.raises(ValueError, match="source-head"):
+        study_metrics(["leep"])
