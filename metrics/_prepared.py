@@ -66,6 +66,9 @@ __all__ = ["PreparedFeatures", "PreparedLabelEmbeddings", "prepare_features", "p
 GROUPING_MAX_FRACTION = 0.5
 #: rows per block when accumulating the centred Gram matrix
 GRAM_BLOCK_ROWS = 4096
+#: z-scoring: a column whose std is at most this fraction of the largest column std (of X, or of one
+#: label embedding) is numerically constant and z-scores to exactly 0
+ZSCORE_RTOL = 1e-6
 #: rows compared per step when verifying a grouping
 VERIFY_CHUNK_ROWS = 4096
 
@@ -181,15 +184,16 @@ class PreparedFeatures:
         return self._cached("std", compute)
 
     def zscore_scale(self) -> np.ndarray:
-        """EMMS z-scoring denominator (D,): the column std, and 1 for a constant column (its centred
-        values are exactly 0, see :meth:`mean`). The published code divides by ``std + 1e-8``
-        (``_linalg.ZSCORE_EPS``), which makes the score depend on the features' units (at scale 1e-10
-        every column became "constant") and on each column's scale; guarding only exactly constant
-        columns keeps z-scoring invariant to both (a relative difference ~1e-8 / std from the
-        published value)."""
+        """EMMS z-scoring denominator (D,): the column std; ``inf`` (the column z-scores to exactly 0)
+        for a numerically constant column, std <= ``ZSCORE_RTOL`` x the largest column std. The
+        published code divides by ``std + 1e-8`` (``_linalg.ZSCORE_EPS``), which makes the score
+        depend on the features' units (at scale 1e-10 every column became "constant"); the relative
+        cut keeps z-scoring invariant to the units and to each column's scale (within a 1e6 range),
+        still drops noise columns (MiniLM label embeddings have dimensions of std 1e-33), and differs
+        from the published value by ~1e-8 / std relative."""
         def compute():
             std = self.std()
-            return np.where(std > 0, std, 1.0)
+            return np.where(std > ZSCORE_RTOL * std.max(), std, np.inf)
         return self._cached("zscore_scale", compute)
 
     def zscored(self) -> np.ndarray:
@@ -391,8 +395,9 @@ class PreparedLabelEmbeddings:
         return self.rows[self.index] if self.grouped else self.rows
 
     def zscored(self) -> "PreparedLabelEmbeddings":
-        """Every column z-scored over the N samples (population std; a constant column becomes exactly 0,
-        as :meth:`PreparedFeatures.zscore_scale`), same grouping.
+        """Every column z-scored over the N samples (population std; a numerically constant column, std
+        <= ``ZSCORE_RTOL`` x the embedding's largest, becomes exactly 0, as
+        :meth:`PreparedFeatures.zscore_scale`), same grouping.
         ``ValueError`` if an embedding is constant across samples (z-scoring leaves nothing)."""
         if self._zscored is None:
             w = self.counts.astype(np.float64)[:, None, None] / self.n_samples
@@ -407,7 +412,7 @@ class PreparedLabelEmbeddings:
                                  f"{flat.tolist()} give every sample the same vector): they carry no label "
                                  "information, and a fit to them is exact for every model")
             out = object.__new__(PreparedLabelEmbeddings)      # already validated: no __init__
-            out._set(centred / np.where(std > 0, std, 1.0), self.index, self.counts)
+            out._set(centred / np.where(std > ZSCORE_RTOL * std.max(axis=0), std, np.inf), self.index, self.counts)
             self._zscored = out
         return self._zscored
 
