@@ -16,7 +16,7 @@ prepared privately for the one call. The evaluation runner prepares each model's
 Cached arrays are read-only, so a metric cannot corrupt what the next one reads; the caller's
 arrays are copied (or converted) once and never modified.
 
-Derived quantities (all float64; ``Xc = X - mean``, ``s = std + 1e-8`` the EMMS z-scoring
+Derived quantities (all float64; ``Xc = X - mean``, ``s = zscore_scale()`` the EMMS z-scoring
 denominator, population std):
 
 ==========================  =============================================  ============================
@@ -254,7 +254,7 @@ class PreparedFeatures:
         return sigma, U, "dual"
 
     def standardised_dual_gram(self) -> np.ndarray:
-        """``Xs Xs^T`` (N, N) of the z-scored features ``Xs = Xc / (std + 1e-8)``."""
+        """``Xs Xs^T`` (N, N) of the z-scored features ``Xs = Xc / zscore_scale()``."""
         def compute():
             Xs = self.zscored()
             return Xs @ Xs.T

@@ -3,7 +3,8 @@ Multitask Model Selector", NeurIPS 2023).
 
 Inputs: features ``X`` (N, D) of one pre-trained model and K foundation-model label embeddings
 ``Y_k`` (N, E) stacked as ``Y`` (N, E, K). Every column of X and of each ``Y_k`` is z-scored
-(population std, ``+1e-8`` in the denominator). Model: the true label embedding is a noisy linear
+(population std; a column with std <= 1e-6 x the largest counts as constant and becomes 0 --
+the published code adds 1e-8 to the std instead, see ``PreparedFeatures.zscore_scale``). Model: the true label embedding is a noisy linear
 function of the features and each ``Y_k`` a noisy oracle of it, which gives the weighted regression::
 
     min_{w in R^{D x E}, t in simplex}  f(w, t) = ||X w - sum_k t_k Y_k||_F^2
@@ -383,7 +384,7 @@ def emms_onestep(features, label_embeddings) -> float:
 def _gram_terms(Xd: "_Design", Ys: PreparedLabelEmbeddings, ridge: float | str | None):
     """K x K matrices ``H = <Y_k, Y_l>``, ``Q = Y_k^T S Y_l``, ``Q_fit = Y_k^T S^2 Y_l``, and the ridge.
 
-    ``Xd`` the features (z-scored ``X_s = (X - mean) / (std + 1e-8)`` or centred), ``Ys`` the z-scored label
+    ``Xd`` the features (z-scored ``X_s = (X - mean) / zscore_scale()`` or centred), ``Ys`` the z-scored label
     embeddings. ``S = X_s (X_s^T X_s + lam I)^+ X_s^T`` is the hat matrix of the w-step
     (``lam = ridge * N`` or 0), so ``min_w ||X_s w - Y t||^2 (+ lam ||w||^2) = t^T (H - Q) t`` and
     ``||X_s w(t0)||^2 = t0^T Q_fit t0``. ``ridge="auto"`` is first resolved by :func:`_evidence_ridge`
@@ -487,7 +488,7 @@ class _Design:
         self.what = "z-scored" if standardise else "centred"
 
     def scale(self) -> np.ndarray | None:
-        """Column divisors (D,) (``std + 1e-8``), or None (centred only)."""
+        """Column divisors (D,) (``PreparedFeatures.zscore_scale``), or None (centred only)."""
         return self.F.zscore_scale() if self.standardise else None
 
     def gram(self) -> np.ndarray:
