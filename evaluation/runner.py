@@ -137,8 +137,9 @@ def metric_code_version(fn: Callable) -> str:
     """The code version a stored score of ``fn`` is tied to.
 
     ``fn.version`` when the metric declares one (``"version:<v>"``; bump it when the formula
-    changes); otherwise the sha256 of the source of the module defining ``fn`` and of the private
-    helper modules (``_*.py``) of its package, which every metric of :mod:`metrics` shares."""
+    changes); otherwise the sha256 of the source of every module of the package defining ``fn``
+    (metrics call each other: ``emms_evidence`` uses LogME's evidence, so hashing only the defining
+    module and the ``_*.py`` helpers would miss a change that moves a score)."""
     version = getattr(fn, "version", None)
     if version is not None:
         return f"version:{version}"
@@ -151,7 +152,7 @@ def metric_code_version(fn: Callable) -> str:
         raise ValueError(f"metric {getattr(fn, '__name__', fn)!r} has no source file and no 'version' attribute; "
                          "give it fn.version so its stored scores can be tied to its code")
     folder = Path(source).parent
-    files = [Path(source)] + sorted(p for p in folder.glob("_*.py") if p != Path(source) and p.name != "__init__.py")
+    files = sorted(folder.glob("*.py"))
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
