@@ -369,7 +369,22 @@ class SemanticGraph:
         for w in new:
             self.nodes.append(w)
             self.node_images[w] = images[w]
+        self._memberships = None
         return new
+
+    def memberships(self) -> Tuple[List[ImageRef], np.ndarray, np.ndarray]:
+        """``(refs, node_index, ref_index)``: the distinct sample images (sorted) and, per (node,
+        image) membership in node order, the node's index in :attr:`nodes` and the image's index in
+        ``refs`` (int64 arrays). Computed once per graph state."""
+        if getattr(self, "_memberships", None) is None:
+            refs = sorted({r for w in self.nodes for r in self.node_images[w]})
+            pos = {r: i for i, r in enumerate(refs)}
+            node_index = np.repeat(np.arange(len(self.nodes), dtype=np.int64),
+                                   [len(self.node_images[w]) for w in self.nodes])
+            ref_index = np.fromiter((pos[r] for w in self.nodes for r in self.node_images[w]), dtype=np.int64,
+                                    count=len(node_index))
+            self._memberships = (refs, node_index, ref_index)
+        return self._memberships
 
     def _expansion(self, direct: Dict[str, Tuple[ImageRef, ...]]) -> Dict[str, Tuple[ImageRef, ...]]:
         kind = self.construction.expansion

@@ -250,7 +250,9 @@ def definition_counts(vlm: VLM, graph: SemanticGraph, selected: Sequence[str], s
     t = np.asarray(text_embeddings, dtype=np.float32)
     if t.shape[0] != len(selected):
         raise ValueError(f"{t.shape[0]} text embeddings for {len(selected)} selected nodes")
-    refs = sorted({r for w in graph.nodes for r in graph.images_of(w)})
+    refs, node_index, ref_index = graph.memberships()
+    if not refs:
+        raise ValueError(f"graph {graph.name!r} has no sample images")
     rows = store.rows(refs)                                  # feature rows of the unique images
     order = np.argsort(rows, kind="stable")                  # read the features in row order
     pred = np.empty(len(refs), dtype=np.int64)
@@ -258,9 +260,14 @@ def definition_counts(vlm: VLM, graph: SemanticGraph, selected: Sequence[str], s
     for s in range(0, len(refs), block):
         emb = vlm.embed_image_features(np.asarray(store.features[sorted_rows[s:s + block]]))
         pred[order[s:s + block]] = np.argmax(emb @ t.T, axis=1)
-    ref_pos = {r: i for i, r in enumerate(refs)}
-    member_node = np.asarray([col.get(w, -1) for w in graph.nodes for _ in graph.images_of(w)], dtype=np.int64)
-    member_pred = pred[[ref_pos[r] for w in graph.nodes for r in graph.images_of(w)]]
+    node_col = np.full(len(graph.nodes), -1, dtype=np.int64)
+    position = {w: i for i, w in enumerate(graph.nodes)}
+    missing = [w for w in selected if w not in position]
+    if missing:
+        raise KeyError(f"nodes {missing[:5]} are not in graph {graph.name!r}")
+    node_col[[position[w] for w in selected]] = np.arange(len(selected))
+    member_node = node_col[node_index]
+    member_pred = pred[ref_index]
     own = member_node == member_pred
     n = len(selected)
     tp = np.bincount(member_pred[own], minlength=n)
@@ -359,7 +366,7 @@ class ModelHub:
         """Compute what ``model`` lacks on the current graph; returns the nodes computed now."""
         vlm = self.models[model]
         if self.kind == "definitions":
-            refs = sorted({r for w in self.graph.nodes for r in self.graph.images_of(w)})
+            refs = self.graph.memberships()[0]
             if refs:
                 self.store(model).ensure(vlm, refs, progress=self.progress)
             return self.texts(model).ensure(vlm, self.graph.nodes) if self.graph.nodes else []
