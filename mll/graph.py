@@ -284,11 +284,12 @@ class SemanticGraph:
       their WordNet ancestors, sampling their descendant nodes' images;
     * ``"classes"``: the class synsets only.
 
+    ``images_per_source=None``: no per-source cap (the reconstruction's setting).
     Sampling is seeded by ``(random_state, synset, source / parent)``. ``name`` identifies the
     graph in caches: two graphs with the same name must be built the same way."""
 
     def __init__(self, name: str, *, wordnet: Optional[WordNet] = None, images_per_node: int = 75,
-                 images_per_source: Optional[int] = None, construction="reconstruction", random_state: int = 0):
+                 images_per_source: Optional[int] = 25, construction="released", random_state: int = 0):
         if images_per_node < 1:
             raise ValueError(f"images_per_node must be >= 1, got {images_per_node}")
         if images_per_source is not None and images_per_source < 1:

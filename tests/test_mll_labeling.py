@@ -87,8 +87,9 @@ def wn():
     return load_wordnet()
 
 
-def make_graph(wn, n=5, name="g", construction="reconstruction", **kw):
-    return SemanticGraph(name, wordnet=wn, images_per_node=n, random_state=0, construction=construction, **kw)
+def make_graph(wn, n=5, name="g", construction="reconstruction", images_per_source=None, **kw):
+    return SemanticGraph(name, wordnet=wn, images_per_node=n, random_state=0, construction=construction,
+                         images_per_source=images_per_source, **kw)
 
 
 def test_graph_nodes_images_edges_and_captions(wn):
@@ -109,6 +110,14 @@ def test_graph_nodes_images_edges_and_captions(wn):
     assert g2.images_of(DOG) == g.images_of(DOG)
     with pytest.raises(ValueError, match="already"):
         g.add_sources([src])
+
+
+def test_graph_defaults_are_the_released_construction(wn):
+    g = SemanticGraph("g", wordnet=wn)
+    assert (g.construction.lemma_match, g.construction.expansion) == (True, "hyponyms")
+    assert (g.images_per_node, g.images_per_source) == (75, 25)
+    with pytest.raises(KeyError, match="graph construction"):
+        SemanticGraph("g", wordnet=wn, construction="nope")
 
 
 def test_graph_rejects_non_synsets(wn):
