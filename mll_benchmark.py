@@ -14,7 +14,8 @@ Before any work the full-scale run checks every path it will read (sample sets, 
 tokenizers, caption files) and stops with the list of the missing ones (``mll.preflight``).
 
 Writes ``{out}/{scale}/``: main_table.csv/.md, ground_truth.csv, alpha_ablation.csv, k_ablation.csv,
-hub_growth.csv and hub_growth.png, selection_quality.csv, graph.json, summary.json. See docs/mll.md.
+hub_growth.csv and hub_growth.png, selection_quality.csv, heterogeneity.csv, graph.json, summary.json.
+See docs/mll.md.
 """
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ import pandas as pd
 from data.cache import atomic_save_json
 from mll.benchmark import build_full_benchmark, build_offline_benchmark, plot_hub_growth, table_to_markdown
 from mll.config import METHOD_VARIANTS
+from mll.heterogeneity import heterogeneity_table
 from mll.preflight import check_caption_dir, check_full_scale, check_text_encoder
 from mll.tasks import load_caption_dir
 
 # ---- configuration -------------------------------------------------------------------------------
-OFFLINE_SOURCES = ("fashion_mnist", "mnist", "digits", "textures", "lfw_faces")   # graph sample sets (train)
-OFFLINE_TARGETS = ("fashion_mnist", "mnist", "digits", "textures", "lfw_faces")   # target tasks (test)
+OFFLINE_SOURCES = ("fashion_mnist", "mnist", "digits", "textures", "lfw_faces",   # graph sample sets (train)
+                   "easyvqa_shapes", "easyvqa_colors")
+OFFLINE_TARGETS = OFFLINE_SOURCES                                                 # target tasks (test)
 OFFLINE_IMAGES_PER_NODE = 10
 OFFLINE_PER_CLASS = 15          # test images per class of each offline target
 OFFLINE_IMAGE_SIZE = 128        # stand-ins run their backbone at this resolution (speed)
@@ -149,6 +152,7 @@ def run(args: argparse.Namespace, captions: dict) -> dict:
     alpha_abl, k_abl = bench.alpha_ablation(ALPHAS), bench.k_ablation(ks)
     growth = bench.hub_growth(args.n_orders, random_state=args.random_state)
     quality = bench.selection_quality()
+    hetero = heterogeneity_table(bench)
 
     table.to_csv(out / "main_table.csv", float_format="%.4f")
     (out / "main_table.md").write_text(table_to_markdown(table))
@@ -156,6 +160,7 @@ def run(args: argparse.Namespace, captions: dict) -> dict:
     alpha_abl.to_csv(out / "alpha_ablation.csv", float_format="%.4f")
     k_abl.to_csv(out / "k_ablation.csv", float_format="%.4f")
     quality.to_csv(out / "selection_quality.csv", float_format="%.4f")
+    hetero.to_csv(out / "heterogeneity.csv", float_format="%.4f")
     pd.DataFrame({f"{name} mean": arr.mean(axis=0) for name, arr in growth.items()} |
                  {f"{name} std": arr.std(axis=0) for name, arr in growth.items()},
                  index=pd.RangeIndex(1, len(bench.models) + 1, name="hub size")).to_csv(
@@ -176,6 +181,7 @@ def run(args: argparse.Namespace, captions: dict) -> dict:
     print("k ablation (MLL):", k_abl.round(4).to_dict())
     print("\nselection quality (Eq. 6 vs measured per-class recall):\n" + quality.round(3).to_string())
     print("hub growth (MLL mean):", np.round(growth["MLL"].mean(axis=0), 4).tolist())
+    print("\nhub heterogeneity (per-class recall of the models):\n" + hetero.round(3).to_string())
     print(f"results in {out} ({summary['seconds']} s)")
     return summary
 

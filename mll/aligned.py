@@ -10,14 +10,16 @@ mapped linearly into the space of an offline sentence encoder (MiniLM, ``Label_e
 ``W`` (F, E) is a ridge regression fitted on the model's OWN source data, a few images per class
 of a subset of the classes of some offline datasets' TRAIN splits: the regression target of an image
 of class c is ``t_c`` = normalised mean of the MiniLM embeddings of the class name and of its synset
-caption "{name} which is {definition}"; ``mu``, ``sd`` standardise the fit features, ``t0`` is the
-mean target (intercept):
+caption "{name} which is {definition}", and an image of one of the dataset's OTHER classes (a
+negative; the model is never told that class's name) targets the embedding of the reject text
+"a picture"; ``mu``, ``sd`` standardise the fit features, ``t0`` is the mean target (intercept):
 
     W = (Xs^T Xs / n + lam I)^-1 Xs^T (T - t0) / n,     Xs (n, F) standardised features, T (n, E).
 
 Because the text side is the text encoder itself, zero-shot works on any class name, and best on
 the concepts a model was aligned on: every model is good on its own classes and poor elsewhere, so
-the hub has the per-class heterogeneity that MLL assumes (the paper's Fig. 1b).
+the hub has the per-class heterogeneity that MLL assumes (the paper's Fig. 1b). The negatives make a
+model less sure on the classes it does not know, so that an ensemble can tell who knows a class.
 
 Data hygiene: fit images come only from ``train`` splits (:data:`FIT_SPLIT`; anything else raises),
 the offline targets use ``test`` splits, and :func:`assert_not_fitted_on` rejects a target whose
@@ -59,10 +61,13 @@ class FitPart:
     dataset: str
     classes: Optional[Tuple[str, ...]] = None
     per_class: int = FIT_POOL_PER_CLASS
+    negatives: int = 0              # images of each OTHER class of the dataset, aligned on the reject text
 
     def __post_init__(self):
         if not 1 <= self.per_class <= FIT_POOL_PER_CLASS:
             raise ValueError(f"per_class must be in [1, {FIT_POOL_PER_CLASS}], got {self.per_class}")
+        if not 0 <= self.negatives <= FIT_POOL_PER_CLASS:
+            raise ValueError(f"negatives must be in [0, {FIT_POOL_PER_CLASS}], got {self.negatives}")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class AlignedSpec:
     templates: Tuple[str, ...] = ("{}",)
     logit_scale: float = 50.0
     resizable: bool = True
+    reject_text: str = "a picture"  # caption of the negatives (images of classes the model is not told)
 
     def __post_init__(self):
         if self.stage not in FEATURE_STAGES:
@@ -97,22 +103,25 @@ _TOPS = ("T-shirt/top", "Pullover", "Dress", "Coat", "Shirt")
 _WEAR = ("Trouser", "Sandal", "Sneaker", "Bag", "Ankle boot")
 _DIG = ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
         "8 - eight", "9 - nine")
+
+
+def _part(dataset: str, classes: Optional[Tuple[str, ...]] = None, per_class: int = FIT_POOL_PER_CLASS) -> FitPart:
+    """Some classes of a dataset, with the dataset's other classes as negatives (reject text)."""
+    return FitPart(dataset, classes, per_class, negatives=0 if classes is None else FIT_POOL_PER_CLASS)
+
+
 ALIGNED_SPECS: Tuple[AlignedSpec, ...] = (
-    AlignedSpec("aligned-lite0-tops", "efficientnet_lite0",
-                (FitPart("fashion_mnist", _TOPS), FitPart("textures"))),
-    AlignedSpec("aligned-lite1-wear", "efficientnet_lite1",
-                (FitPart("fashion_mnist", _WEAR), FitPart("lfw_faces"))),
-    AlignedSpec("aligned-lite2-mnist-low", "efficientnet_lite2",
-                (FitPart("mnist", _DIG[:5]), FitPart("easyvqa_shapes"))),
+    AlignedSpec("aligned-lite0-tops", "efficientnet_lite0", (_part("fashion_mnist", _TOPS), _part("textures"))),
+    AlignedSpec("aligned-lite1-wear", "efficientnet_lite1", (_part("fashion_mnist", _WEAR), _part("lfw_faces"))),
+    AlignedSpec("aligned-lite2-mnist-low", "efficientnet_lite2", (_part("mnist", _DIG[:5]), _part("easyvqa_shapes"))),
     AlignedSpec("aligned-lite0-mnist-high", "efficientnet_lite0",
-                (FitPart("mnist", _DIG[5:]), FitPart("easyvqa_colors", ("black", "blue", "brown", "gray")))),
+                (_part("mnist", _DIG[5:]), _part("easyvqa_colors", ("black", "blue", "brown", "gray")))),
     AlignedSpec("aligned-lite1-colors", "efficientnet_lite1",
-                (FitPart("easyvqa_colors", ("green", "red", "teal", "yellow")), FitPart("digits", _DIG[:5]))),
-    AlignedSpec("aligned-lite2-digits", "efficientnet_lite2",
-                (FitPart("digits", _DIG[5:]), FitPart("textures", per_class=5))),
+                (_part("easyvqa_colors", ("green", "red", "teal", "yellow")), _part("digits", _DIG[:5]))),
+    AlignedSpec("aligned-lite2-digits", "efficientnet_lite2", (_part("digits", _DIG[5:]), _part("textures", per_class=5))),
     AlignedSpec("aligned-ocr-generalist", "ocr_rec",
-                tuple(FitPart(d, per_class=3) for d in ("fashion_mnist", "mnist", "digits", "easyvqa_shapes",
-                                                        "easyvqa_colors")),
+                tuple(_part(d, per_class=3) for d in ("fashion_mnist", "mnist", "digits", "easyvqa_shapes",
+                                                      "easyvqa_colors")),
                 stage="penultimate", resizable=False),
 )
 
@@ -263,6 +272,8 @@ class AlignedVLM(VLM):
             if unknown:
                 raise ValueError(f"{self.name}: {part.dataset} has no classes {unknown}")
             rows = pool[[list(ds.classes).index(c) for c in classes], :part.per_class].ravel()
+            others = [j for j, c in enumerate(ds.classes) if c not in classes]
+            rows = np.concatenate([rows, pool[others, :part.negatives].ravel()])
             out.setdefault(part.dataset, []).extend(int(i) for i in rows if i >= 0)
         return {d: np.array(sorted(set(v)), dtype=np.int64) for d, v in out.items()}
 
@@ -285,6 +296,12 @@ class AlignedVLM(VLM):
                 idx = [int(i) for i in pool[list(ds.classes).index(c), :part.per_class] if i >= 0]
                 feats.append(pool_feats[[row_of[i] for i in idx]])
                 targets.append(np.repeat(text[j:j + 1], len(idx), axis=0))
+            if part.negatives:
+                reject = self.encode_texts([self.spec.reject_text]).astype(np.float64)
+                for c in (c for c in ds.classes if c not in classes):
+                    idx = [int(i) for i in pool[list(ds.classes).index(c), :part.negatives] if i >= 0]
+                    feats.append(pool_feats[[row_of[i] for i in idx]])
+                    targets.append(np.repeat(reject, len(idx), axis=0))
         x, t = np.concatenate(feats), np.concatenate(targets)
         self._alignment = fit_ridge_alignment(x, t, self.spec.ridge)
         self._fit_info = {"n_images": int(x.shape[0]), "feature_dim": int(x.shape[1])}

@@ -217,6 +217,12 @@ class MLLBenchmark:
         sel = self.selection[task].restrict(models, self.alpha if alpha is None else alpha)
         return self._reuse_accuracy(task, top_k_models(sel.scores, k), models)
 
+    def per_class_oracle_accuracy(self, task: str) -> float:
+        """Per class the model with the best measured recall on it, reused as MLL reuses its k=1
+        choice: the accuracy of a perfect per-class selector (:mod:`mll.heterogeneity`)."""
+        from .heterogeneity import per_class_oracle_models
+        return self._reuse_accuracy(task, per_class_oracle_models(self.per_class_accuracy(task)), self.models)
+
     def inb_accuracy(self, task: str, k: int, models: Optional[Sequence[str]] = None) -> float:
         return self._same_models_everywhere(task, self.inb_ranking(models), k)
 
@@ -235,6 +241,7 @@ class MLLBenchmark:
                 rows[f"{name} (k={k})"] = {t.name: fn(t.name, k) for t in self.tasks}
         gt = self.ground_truth()
         rows["best single model (oracle)"] = gt.max(axis=0).to_dict()
+        rows["per-class oracle (k=1)"] = {t.name: self.per_class_oracle_accuracy(t.name) for t in self.tasks}
         rows["mean single model"] = gt.mean(axis=0).to_dict()
         table = pd.DataFrame(rows).T[[t.name for t in self.tasks]]
         table["Avg."] = table.mean(axis=1)
@@ -331,6 +338,8 @@ def build_offline_benchmark(*, sources: Sequence[str], targets: Sequence[str], m
         hub.add_model(create_vlm(name, image_size=image_size, cache_dir=cache_dir))
     scores = {m: graph_zero_shot_accuracy(hub.models[m], graph, cache_dir=cache_dir) for m in hub.model_names}
     tasks = [offline_target(t, per_class=per_class, random_state=random_state) for t in targets]
+    from .aligned import assert_not_fitted_on
+    assert_not_fitted_on(hub.models.values(), tasks)       # no aligner has seen a target's test images
     return MLLBenchmark(hub, tasks, get_text_encoder(text_encoder), imagenet_scores=scores, config=cfg,
                         cache_dir=cache_dir, class_captions=class_captions, modelgpt_fit=modelgpt_fit,
                         random_state=random_state, progress=progress)

@@ -237,3 +237,32 @@ def test_heterogeneity_table():
     assert row["per-class max recall"] == pytest.approx(1.0)
     assert row["oracle - best single"] == pytest.approx(0.2)
     assert table.loc["Avg.", "per-class oracle"] == pytest.approx(0.95)
+
+
+# -- end to end: the oracle row of the benchmark on a tiny hub with one aligned model ---------------
+_TINY = AlignedSpec("aligned-test-tiny", "efficientnet_lite0",
+                    (FitPart("textures", ("brick", "grass"), per_class=5), FitPart("lfw_faces", per_class=5)))
+
+
+@pytest.mark.slow
+def test_benchmark_per_class_oracle_row(tmp_path):
+    from mll.benchmark import build_offline_benchmark
+    if _TINY.name not in list_vlms():                  # a group of its own: the offline hub stays as it is
+        mll.register_vlm(_TINY.name, "test-offline-hub", lambda **kw: AlignedVLM(_TINY, **kw))
+    bench = build_offline_benchmark(sources=["textures", "lfw_faces"], targets=["textures", "lfw_faces"],
+                                    models=["conse-lite0-names", _TINY.name], images_per_node=3, per_class=4,
+                                    image_size=64, cache_dir=tmp_path)
+    table = bench.main_table((1,))
+    gt = bench.ground_truth()
+    for t in ("textures", "lfw_faces"):
+        recall = bench.per_class_accuracy(t)                        # (C, M)
+        best = np.argmax(recall, axis=1)
+        pred, _ = mll.ensemble_predict(bench.probs[t], best[:, None], weights=bench.config.weights)
+        assert table.loc["per-class oracle (k=1)", t] == pytest.approx(np.mean(pred == bench.y[t]))
+    hetero = heterogeneity_table(bench)
+    np.testing.assert_allclose(hetero.loc[["textures", "lfw_faces"], "per-class oracle"].to_numpy(float),
+                               table.loc["per-class oracle (k=1)", ["textures", "lfw_faces"]].to_numpy(float))
+    np.testing.assert_allclose(hetero.loc[["textures", "lfw_faces"], "best single acc"].to_numpy(float),
+                               gt.max(axis=0).to_numpy(float))
+    # the aligned model was fitted on train images only; the fit pool features are cached once
+    assert list((tmp_path / "mll" / "image_features").glob("fit-textures-train-*/imagenet_logits-efficientnet_lite0-64px.npy"))
