@@ -320,3 +320,30 @@ def test_definition_hub_is_growable(wn, tmp_path):
     a3 = DefinitionVLM("A", wn)
     ModelHub(g2, label_dir=tmp_path, cache_dir=tmp_path).add_model(a3)
     assert a3.texts_encoded == 1 and a3.images_encoded == 0
+
+
+# -- target probabilities: prompt and softmax scale ------------------------------------------------
+def test_model_probabilities_prompts_and_scale(wn):
+    from mll.benchmark import model_probabilities
+    from mll.reuse import softmax
+    from mll.tasks import TargetTask
+
+    class Items:
+        targets = [0, 1]
+
+        def __getitem__(self, i):
+            return FakeImage([DOG, TABBY][i], 0), i
+
+    vlm = FakeVLM("A", 0.5, wn)
+    vlm.logit_scale = 50.0
+    task = TargetTask("t", ("dog", "tabby"), "photo", "classification", Items(), (0, 1))
+    emb = vlm.encode_images([FakeImage(DOG, 0), FakeImage(TABBY, 0)])
+    cases = {("classname", 100.0): (["dog", "tabby"], 100.0),
+             ("paper", 100.0): (["a photo of dog.", "a photo of tabby."], 100.0),
+             ("templates", None): (["a photo of a dog.", "a photo of a tabby."], 50.0)}
+    for (prompt, scale), (texts, s) in cases.items():
+        expected = softmax(s * emb @ vlm.encode_texts(texts).T, axis=1)
+        np.testing.assert_allclose(model_probabilities(vlm, task, prompt=prompt, softmax_scale=scale), expected,
+                                   rtol=1e-5, atol=1e-7)
+    with pytest.raises(KeyError, match="prompt"):
+        model_probabilities(vlm, task, prompt="nope")

@@ -212,3 +212,28 @@ def test_caption_json_and_embedding(tmp_path):
 
     emb = embed_captions(Enc(), caps)
     np.testing.assert_allclose(emb, [[1 / math.sqrt(2), 1 / math.sqrt(2)], [0.6, 0.8]])
+
+
+def test_method_variants_and_departure_configs():
+    from dataclasses import fields
+
+    from mll.benchmark import departure_configs
+    from mll.config import METHOD_VARIANTS, PIECES, MLLConfig, method_config
+    rel, rec = METHOD_VARIANTS["released"], METHOD_VARIANTS["reconstruction"]
+    assert rel == MLLConfig()                                         # the released method is the default
+    assert (rel.graph, rel.labeling, rel.transfer, rel.class_score, rel.eq7, rel.weights, rel.prompt,
+            rel.softmax_scale, rel.k_nodes, rel.alpha) == ("released", "definitions", "released", "f1", "others",
+                                                           "inverse_entropy", "classname", 100.0, 5, 0.7)
+    assert method_config("reconstruction", alpha=0.9, k_nodes=None) == rec.replace(alpha=0.9)
+    with pytest.raises(ValueError, match="class_score"):
+        MLLConfig(class_score="nope")
+    with pytest.raises(ValueError, match="unknown MLLConfig fields"):
+        method_config("released", alfa=0.5)
+    configs = departure_configs()
+    assert len(configs) == 2 + 2 * len(PIECES)
+    all_fields = {f.name for f in fields(MLLConfig)}
+    for piece, changed in PIECES.items():
+        one = configs[f"reconstruction + released {piece}"]
+        assert all(getattr(one, f) == (getattr(rel, f) if f in changed else getattr(rec, f)) for f in all_fields)
+        back = configs[f"released - {piece} (reconstruction)"]
+        assert all(getattr(back, f) == (getattr(rec, f) if f in changed else getattr(rel, f)) for f in all_fields)
