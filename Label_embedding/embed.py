@@ -141,15 +141,19 @@ def write_label_embeddings(dataset: str, encoder: EncoderLike, cache_root: Union
                  "readable": bool(readable), "classnames": names}
     path = CacheLayout(cache_root).label_embedding(dataset, key)
     with entry_lock(path):
-        if not overwrite:
-            check = check_entry(path, made_from)
-            if check.valid:
-                return path
-            if check.reason:
-                log(stale_note("label embedding", path, check.reason, "re-embedding"))
+        if not overwrite and _reusable(path, made_from, "label embedding", log):
+            return path
         emb = embed_classnames(names, encoder, templates=temps, readable=readable,
                                encoder_kwargs=encoder_kwargs, progress=progress)
         return save_entry(path, emb, made_from)
+
+
+def _reusable(path: Path, made_from: Mapping, what: str, log: Callable[[str], None]) -> bool:
+    """Whether the cached ``path`` was made from ``made_from``; otherwise one note says why."""
+    check = check_entry(path, made_from)
+    if not check.valid and check.reason:
+        log(stale_note(what, path, check.reason, "re-embedding"))
+    return check.valid
 
 
 def _load_captions(layout: CacheLayout, dataset: str) -> List[str]:
@@ -186,11 +190,8 @@ def write_caption_embeddings(dataset: str, encoder: EncoderLike, cache_root: Uni
     with entry_lock(path):
         parts_dir = path.with_name(path.name + ".parts")
         if not overwrite:
-            check = check_entry(path, made_from)
-            if check.valid:
+            if _reusable(path, made_from, "caption embedding", log):
                 return path
-            if check.reason:
-                log(stale_note("caption embedding", path, check.reason, "re-embedding"))
         elif parts_dir.exists():
             shutil.rmtree(parts_dir)
         starts = list(range(0, len(texts), int(chunk_size)))

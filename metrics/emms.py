@@ -420,11 +420,7 @@ def _gram_terms(Xd: "_Design", Ys: PreparedLabelEmbeddings, ridge: float | str |
         # B^T A^+ B = C^T C  with  C = L_11^-1 (P^T B)[:r]
         L, piv, rank, _ = scipy.linalg.lapack.dpstrf(A, lower=1, tol=RANK_RTOL * float(np.max(np.diag(A))))
         if rank >= N - 1:
-            raise DegenerateInputError(
-                f"EMMS is degenerate: the {Xd.what} features have rank {rank} >= N - 1 = {N - 1} (D={D}), so "
-                "the least-squares fit of every label embedding is exact and the score is 0 for every model. "
-                "Use more samples than feature dimensions, reduce D (e.g. PCA), or pass ridge=<lam> "
-                "for a ridge-regularised w-step.")
+            raise _degenerate_ols(Xd.what, rank, N, D)
         C = scipy.linalg.solve_triangular(np.tril(L[:rank, :rank]), B.left[piv[:rank] - 1], lower=True,
                                           check_finite=False)
         Q = B.block_gram(C)
@@ -437,6 +433,15 @@ def _gram_terms(Xd: "_Design", Ys: PreparedLabelEmbeddings, ridge: float | str |
     # S^2 = S - lam X M^2 X^T with M = (X^T X + lam I)^-1:  Y^T X M^2 X^T Y = ||L^-T C||^2 blockwise
     M_B = scipy.linalg.solve_triangular(L, C, lower=True, trans="T", check_finite=False)
     return H, H - Q, Q, Q - lam * B.block_gram(M_B), ridge
+
+
+def _degenerate_ols(what: str, rank: int, N: int, D: int) -> DegenerateInputError:
+    """The error of the unregularised w-step when the features interpolate (rank >= N - 1)."""
+    return DegenerateInputError(
+        f"EMMS is degenerate: the {what} features have rank {rank} >= N - 1 = {N - 1} (D={D}), so the "
+        "least-squares fit of every label embedding is exact and the score is 0 for every model. Use "
+        "more samples than feature dimensions, reduce D (e.g. PCA), or pass ridge=<lam> for a "
+        "ridge-regularised w-step.")
 
 
 def _dual_gram_terms(Xd: "_Design", Ys: PreparedLabelEmbeddings, ridge: float | str | None):
@@ -464,11 +469,7 @@ def _dual_gram_terms(Xd: "_Design", Ys: PreparedLabelEmbeddings, ridge: float | 
         fitted = sigma > RANK_RTOL * Xd.max_column_sq()
         rank = int(fitted.sum())
         if rank >= N - 1:
-            raise DegenerateInputError(
-                f"EMMS is degenerate: the {Xd.what} features have rank {rank} >= N - 1 = {N - 1} (D={Xd.F.n_dims}), "
-                "so the least-squares fit of every label embedding is exact and the score is 0 for every "
-                "model. Use more samples than feature dimensions, reduce D (e.g. PCA), or pass ridge=<lam> "
-                "for a ridge-regularised w-step.")
+            raise _degenerate_ols(Xd.what, rank, N, Xd.F.n_dims)
         Q = np.einsum("i,ikl->kl", fitted.astype(np.float64), C)
         return H, np.einsum("i,ikl->kl", (~fitted).astype(np.float64), C), Q, Q, ridge
     lam = ridge * N

@@ -42,7 +42,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .vlm import (VLM, _TEXT_MEMOS, _shared_backbone, _shared_text_encoder, backbone_features,
+from .vlm import (VLM, PackagedParts, backbone_features,
                   cached_image_features, imagenet_logits, l2_normalise, register_vlm)
 
 __all__ = ["FitPart", "AlignedSpec", "AlignedVLM", "ALIGNED_SPECS", "FIT_SPLIT", "FIT_POOL_PER_CLASS",
@@ -190,7 +190,7 @@ def fit_ridge_alignment(features: np.ndarray, targets: np.ndarray, ridge: float)
 # ------------------------------------------------------------------------------------------------
 # The model
 # ------------------------------------------------------------------------------------------------
-class AlignedVLM(VLM):
+class AlignedVLM(PackagedParts, VLM):
     """A backbone + a ridge map into a text encoder's space, fitted on ``spec.fit`` (module docstring).
 
     ``backbone``/``text_encoder`` default to the packaged models (built once per process, shared
@@ -211,24 +211,9 @@ class AlignedVLM(VLM):
         self.cache_dir = cache_dir
         self.random_state = int(random_state)
         self.progress = progress
-        self.text_encoder_name = text_encoder_name
-        self._backbone, self._text_encoder = backbone, text_encoder
-        self._text_memo: Dict[str, np.ndarray] = (_TEXT_MEMOS.setdefault(text_encoder_name, {})
-                                                  if text_encoder is None else {})
+        self._init_parts(spec.backbone, backbone, text_encoder, text_encoder_name)
         self._alignment: Optional[Dict[str, np.ndarray]] = None
         self._fit_info: Optional[dict] = None
-
-    @property
-    def backbone(self):
-        if self._backbone is None:
-            self._backbone = _shared_backbone(self.spec.backbone)
-        return self._backbone
-
-    @property
-    def text_encoder(self):
-        if self._text_encoder is None:
-            self._text_encoder = _shared_text_encoder(self.text_encoder_name)
-        return self._text_encoder
 
     # -- images ---------------------------------------------------------------------------------
     @property

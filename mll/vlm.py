@@ -370,7 +370,36 @@ def _shared_text_encoder(name: str):
     return get_text_encoder(name)
 
 
-class ConSEVLM(VLM):
+class PackagedParts:
+    """Mixin of the offline stand-ins: a backbone and a text encoder that default to the packaged
+    models named by ``backbone_name`` / ``text_encoder_name``, built lazily once per process and
+    shared between stand-ins (as are the text embeddings of the default encoder)."""
+
+    backbone_name: str
+    text_encoder_name: str
+
+    def _init_parts(self, backbone_name: str, backbone, text_encoder, text_encoder_name: str) -> None:
+        self.backbone_name = backbone_name
+        self._backbone = backbone
+        self._text_encoder = text_encoder
+        self.text_encoder_name = text_encoder_name
+        self._text_memo: Dict[str, np.ndarray] = (_TEXT_MEMOS.setdefault(text_encoder_name, {})
+                                                  if text_encoder is None else {})
+
+    @property
+    def backbone(self):
+        if self._backbone is None:
+            self._backbone = _shared_backbone(self.backbone_name)
+        return self._backbone
+
+    @property
+    def text_encoder(self):
+        if self._text_encoder is None:
+            self._text_encoder = _shared_text_encoder(self.text_encoder_name)
+        return self._text_encoder
+
+
+class ConSEVLM(PackagedParts, VLM):
     """ConSE stand-in VLM: an ImageNet classifier + a sentence encoder (module docstring).
 
     ``backbone``: an object with ``preprocess`` (PIL -> C x H x W tensor) and
@@ -388,32 +417,14 @@ class ConSEVLM(VLM):
         if config.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {config.temperature}")
         self.name = name
-        self.backbone_name = backbone_name
+        self._init_parts(backbone_name, backbone, text_encoder, text_encoder_name)
         self.config = config
         self.templates = tuple(config.templates)
         self.logit_scale = float(config.logit_scale)
         self.batch_size = int(batch_size)
         self.image_size = None if image_size is None else int(image_size)
-        self._backbone = backbone
-        self._text_encoder = text_encoder
-        self.text_encoder_name = text_encoder_name
         self.cache_dir = cache_dir
         self._label_embeddings: Optional[np.ndarray] = None
-        # text embeddings are shared by every stand-in with the same (default) text encoder
-        self._text_memo: Dict[str, np.ndarray] = (_TEXT_MEMOS.setdefault(text_encoder_name, {})
-                                                  if text_encoder is None else {})
-
-    @property
-    def backbone(self):
-        if self._backbone is None:
-            self._backbone = _shared_backbone(self.backbone_name)
-        return self._backbone
-
-    @property
-    def text_encoder(self):
-        if self._text_encoder is None:
-            self._text_encoder = _shared_text_encoder(self.text_encoder_name)
-        return self._text_encoder
 
     @property
     def image_feature_key(self) -> str:
