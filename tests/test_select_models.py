@@ -280,7 +280,10 @@ def test_real_sigint_during_work_exits_130_without_traceback(tmp_path):
     import sys
 
     root = _digit_folder(tmp_path / "d", per_class=5)
-    code = ("import sys, time, select_models, evaluation.end_to_end as e\n"
+    # a shell's background job starts with SIGINT ignored (inherited): restore the default handler,
+    # as an interactive terminal has it
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "import sys, time, select_models, evaluation.end_to_end as e\n"
             "def slow(*a, **k):\n    print('READY', flush=True); time.sleep(120)\n"
             "e.score_models = slow\n"
             f"sys.exit(select_models.main({_cli(root, tmp_path)!r}))\n")
