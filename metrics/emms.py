@@ -410,11 +410,8 @@ def _gram_terms(Xd: "_Design", Ys: PreparedLabelEmbeddings, ridge: float | str |
     D = A.shape[0]
     if ridge == RIDGE_AUTO:
         ridge = _evidence_ridge(Xd, B, float(np.trace(H)), N)
-        if ridge == np.inf:
-            zero = np.zeros_like(H)
-            return H, H, zero, zero, ridge
-        if ridge == 0.0:
-            return H, np.zeros_like(H), H, H, ridge
+        if ridge in (0.0, np.inf):
+            return _boundary_terms(H, ridge)
     if ridge is None:
         # pivoted Cholesky  P^T A P = L L^T  with numerical rank r; B lies in range(A), so
         # B^T A^+ B = C^T C  with  C = L_11^-1 (P^T B)[:r]
@@ -433,6 +430,15 @@ def _gram_terms(Xd: "_Design", Ys: PreparedLabelEmbeddings, ridge: float | str |
     # S^2 = S - lam X M^2 X^T with M = (X^T X + lam I)^-1:  Y^T X M^2 X^T Y = ||L^-T C||^2 blockwise
     M_B = scipy.linalg.solve_triangular(L, C, lower=True, trans="T", check_finite=False)
     return H, H - Q, Q, Q - lam * B.block_gram(M_B), ridge
+
+
+def _boundary_terms(H: np.ndarray, ridge: float):
+    """:func:`_gram_terms` at the evidence's boundaries: ``ridge = inf`` (w = 0: the residual is Y
+    itself) and ``ridge = 0`` (exact interpolation: no residual)."""
+    zero = np.zeros_like(H)
+    if ridge == np.inf:
+        return H, H, zero, zero, ridge
+    return H, zero, H, H, ridge
 
 
 def _degenerate_ols(what: str, rank: int, N: int, D: int) -> DegenerateInputError:
@@ -460,11 +466,8 @@ def _dual_gram_terms(Xd: "_Design", Ys: PreparedLabelEmbeddings, ridge: float | 
     sigma, C = spec.sigma_all, spec.blocks_all
     if ridge == RIDGE_AUTO:
         ridge = _evidence_ridge_from_spectrum(spec, N)
-        if ridge == np.inf:
-            zero = np.zeros_like(H)
-            return H, H, zero, zero, ridge
-        if ridge == 0.0:
-            return H, np.zeros_like(H), H, H, ridge
+        if ridge in (0.0, np.inf):
+            return _boundary_terms(H, ridge)
     if ridge is None:
         fitted = sigma > RANK_RTOL * Xd.max_column_sq()
         rank = int(fitted.sum())

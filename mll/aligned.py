@@ -237,14 +237,6 @@ class AlignedVLM(PackagedParts, VLM):
             raise ValueError(f"{self.name}: expected (N, {a['W'].shape[0]}) features, got {f.shape}")
         return l2_normalise(((f - a["mu"]) / a["sd"]) @ a["W"] + a["t0"])
 
-    # -- texts ----------------------------------------------------------------------------------
-    def _encode_texts(self, texts: List[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._text_memo))
-        if missing:
-            for t, e in zip(missing, np.asarray(self.text_encoder.encode(missing), dtype=np.float32)):
-                self._text_memo[t] = e
-        return np.stack([self._text_memo[t] for t in texts])
-
     # -- fitting --------------------------------------------------------------------------------
     def fit_indices(self) -> Dict[str, np.ndarray]:
         """dataset -> sorted indices into its TRAIN split of the images this model is fitted on."""

@@ -398,6 +398,14 @@ class PackagedParts:
             self._text_encoder = _shared_text_encoder(self.text_encoder_name)
         return self._text_encoder
 
+    def _encode_texts(self, texts: List[str]) -> np.ndarray:
+        """(M, E) float32 text embeddings, each distinct text encoded once (memoised)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_memo))
+        if missing:
+            for t, e in zip(missing, np.asarray(self.text_encoder.encode(missing), dtype=np.float32)):
+                self._text_memo[t] = e
+        return np.stack([self._text_memo[t] for t in texts])
+
 
 class ConSEVLM(PackagedParts, VLM):
     """ConSE stand-in VLM: an ImageNet classifier + a sentence encoder (module docstring).
@@ -473,12 +481,6 @@ class ConSEVLM(PackagedParts, VLM):
         np.put_along_axis(w, top, np.take_along_axis(p, top, axis=1), axis=1)
         return l2_normalise(w @ self.label_embeddings().astype(np.float64))
 
-    def _encode_texts(self, texts: List[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._text_memo))
-        if missing:
-            for t, e in zip(missing, np.asarray(self.text_encoder.encode(missing), dtype=np.float32)):
-                self._text_memo[t] = e
-        return np.stack([self._text_memo[t] for t in texts])
 
 
 def _register_offline_hub() -> None:
