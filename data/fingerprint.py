@@ -80,13 +80,23 @@ def describe(obj: Any) -> str:
     if isinstance(obj, functools.partial):
         args = ", ".join([describe(a) for a in obj.args] + [f"{k}={describe(v)}" for k, v in sorted(obj.keywords.items())])
         return f"partial({describe(obj.func)}, {args})"
-    if inspect.isfunction(obj) or inspect.ismethod(obj):
+    if inspect.ismethod(obj):
+        return f"{describe(obj.__func__)}@{describe(obj.__self__)}"
+    if inspect.isfunction(obj):
         name = f"{obj.__module__}.{obj.__qualname__}"
         try:
             name += "#" + hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()[:16]
-        except (OSError, TypeError):
-            pass
-        return name
+        except (OSError, TypeError):    # no source (e.g. defined in a REPL): the bytecode instead
+            name += "#co" + hashlib.sha256(obj.__code__.co_code).hexdigest()[:16]
+        # the values a function closes over or defaults to change what it does (a resize size, ...)
+        cells = []
+        for cell in obj.__closure__ or ():
+            try:
+                cells.append(describe(cell.cell_contents))
+            except ValueError:          # an empty cell
+                cells.append("<empty>")
+        extra = [describe(d) for d in obj.__defaults__ or ()] + cells
+        return name + (f"({', '.join(extra)})" if extra else "")
     return _ADDRESS.sub("", repr(obj))
 
 

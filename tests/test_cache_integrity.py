@@ -454,3 +454,21 @@ def test_two_concurrent_evaluations_keep_every_score(tmp_path):
     again = evaluate(tmp_path / "cache", tmp_path / "res", datasets=["ds"], models=["m1", "m2"],
                      metrics=sorted({n for names in runs for n in names}), progress=False, log=lambda m: None)
     assert (again.computed, again.reused) == (0, 14)
+
+
+def test_describe_tells_apart_closures_and_defaults():
+    """A preprocess function's description changes with the values it closes over or defaults to."""
+    from data.fingerprint import describe
+
+    def make(size):
+        return lambda img: img.resize((size, size))
+
+    def crop(img, box=(0, 0, 8, 8)):
+        return img.crop(box)
+
+    def crop_other(img, box=(0, 0, 16, 16)):
+        return img.crop(box)
+
+    assert describe(make(32)) != describe(make(64))
+    assert describe(make(32)) == describe(make(32))
+    assert describe(crop) != describe(crop_other)
