@@ -106,7 +106,7 @@ def _validate(p: argparse.ArgumentParser, args) -> None:
     import metrics as metrics_lib
     import models as model_registry
     from Label_embedding import list_text_encoders, resolve_templates
-    from evaluation.runner import TASKS, _resolve_metrics
+    from evaluation.runner import TASKS, resolve_metrics
     from models.weights import require_weights
 
     if not args.data.exists():
@@ -138,7 +138,7 @@ def _validate(p: argparse.ArgumentParser, args) -> None:
         _fail(p, f"unknown text encoder(s) {', '.join(map(repr, unknown))} in --encoders; available: "
                 f"{', '.join(list_text_encoders())}")
     try:
-        _resolve_metrics(list(args.metrics), TASKS["classification"], tuple(args.encoders))
+        resolve_metrics(list(args.metrics), TASKS["classification"], tuple(args.encoders))
         resolve_templates(_templates(args.templates))
     except (ValueError, ImportError) as exc:
         _fail(p, str(exc))

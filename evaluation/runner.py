@@ -44,7 +44,7 @@ from .inputs import INPUT_NAMES, DatasetInputs
 from .score_cache import ScoreCache, ScoreEntry, score_key
 
 __all__ = ["TaskSpec", "TASKS", "get_task", "DatasetResult", "EvaluationResult", "evaluate", "evaluate_dataset",
-           "worker_pool", "metric_code_version", "input_fingerprint"]
+           "worker_pool", "metric_code_version", "input_fingerprint", "resolve_metrics"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,10 @@ class EvaluationResult:
         return sum(r.reused for r in self.datasets.values())
 
 
-def _resolve_metrics(names: Sequence[str], task: TaskSpec, encoders: Sequence[str]) -> Dict[str, Callable]:
+def resolve_metrics(names: Sequence[str], task: TaskSpec, encoders: Sequence[str]) -> Dict[str, Callable]:
+    """``{name: metric}`` for ``task`` (what the CLIs check up front): ``KeyError`` listing the
+    registered names for an unknown metric; ``ValueError`` naming repeated metrics, metrics the task
+    cannot feed, or label-embedding metrics without ``encoders``."""
     if not names:
         raise ValueError("no metrics requested")
     if len(set(names)) != len(names):
@@ -441,7 +444,7 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
         raise ValueError("no datasets requested")
     if metrics is None:
         metrics = list(spec.default_metrics) if spec.default_metrics is not None else metrics_lib.list_metrics()
-    fns = _resolve_metrics(list(metrics), spec, tuple(encoders))
+    fns = resolve_metrics(list(metrics), spec, tuple(encoders))
     models_of: Dict[str, List[str]] = {}
     for d in datasets:
         gt_row = None if ground_truth is None else ground_truth.get(d)
