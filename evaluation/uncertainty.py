@@ -1,0 +1,247 @@
+"""Confidence intervals for rank measures: a bootstrap over ground-truth seed noise and model subsets.
+
+A metric's weighted tau on a handful of models is a noisy number: it moves when one pair of models
+swaps, and the fine-tuned accuracies it is judged against carry seed noise of their own. Agostinelli
+et al. ("How stable are transferability metrics evaluations?", ECCV 2022) show that conclusions drawn
+from one fixed setup often flip under small changes of it, and recommend reporting over many
+perturbed setups. Each bootstrap replicate b here perturbs the setup of every dataset d twice:
+
+* **ground-truth noise**: model m's fine-tuned value is replaced by the mean of ``n_m`` draws with
+  replacement from its per-seed accuracies ``a_m1 .. a_mn`` (a model with a single value keeps it);
+* **model subset**: the measure is computed on a random subset of ``ceil(subset_fraction * M_d)``
+  of the dataset's ``M_d`` models (at least 3, drawn without replacement: a resample with
+  replacement would duplicate models and tie their ground truth).
+
+The replicate's value of a metric is the mean over datasets of the measure (datasets where it is
+undefined, e.g. constant scores on the subset, are left out of that mean). Every metric sees the same
+perturbed setups, so differences between metrics are paired: metric a is *significantly* better than
+b when the ``confidence`` percentile interval of ``mean_a - mean_b`` over the replicates lies above 0
+(over the datasets both metrics scored). Point values are the unperturbed means; intervals are
+percentile intervals. Deterministic for a given ``random_state``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from .runner import DatasetResult
+from .tables import _comparable
+
+__all__ = ["MEASURES", "BootstrapResult", "bootstrap_rank_measures", "format_interval_table"]
+
+
+def _weighted_tau(s: np.ndarray, g: np.ndarray) -> float:
+    return float(scipy.stats.weightedtau(s, g).statistic)
+
+
+def _kendall_tau(s: np.ndarray, g: np.ndarray) -> float:
+    return float(scipy.stats.kendalltau(s, g).statistic)
+
+
+def _pearson(s: np.ndarray, g: np.ndarray) -> float:
+    return float(scipy.stats.pearsonr(s, g).statistic)
+
+
+#: rank measures the bootstrap can resample (array versions of :mod:`metrics.ranking`'s functions)
+MEASURES = {"weighted_tau": _weighted_tau, "kendall_tau": _kendall_tau, "pearson": _pearson}
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Outcome of :func:`bootstrap_rank_measures`.
+
+    ``summary``: per metric ``point`` (mean measure over datasets, unperturbed), ``ci_low``, ``ci_high``,
+    ``boot_mean``, ``n_datasets``. ``per_dataset``: per (metric, dataset) the same columns (no
+    ``n_datasets``). ``difference_low`` / ``difference_high``: metric x metric interval of
+    ``mean_row - mean_col``. ``significant``: metric x metric, True where row is significantly better
+    than column. ``replicates``: n_boot x metric array of replicate means (columns = ``metrics``).
+    """
+
+    measure: str
+    metrics: List[str]
+    summary: pd.DataFrame
+    per_dataset: pd.DataFrame
+    difference_low: pd.DataFrame
+    difference_high: pd.DataFrame
+    significant: pd.DataFrame
+    replicates: np.ndarray
+    n_boot: int
+    confidence: float
+    subset_fraction: float
+    seed_noise: bool
+
+    def better_than(self, metric: str) -> List[str]:
+        """The metrics ``metric`` is significantly better than."""
+        row = self.significant.loc[metric]
+        return [m for m in self.metrics if bool(row[m])]
+
+
+def _check_inputs(results, measure, n_boot, confidence, subset_fraction) -> None:
+    if not results:
+        raise ValueError("bootstrap_rank_measures needs at least one dataset result")
+    if any(not isinstance(r, DatasetResult) for r in results):
+        raise TypeError("results must be evaluation.DatasetResult objects")
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; available: {sorted(MEASURES)}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 10:
+        raise ValueError(f"n_boot must be an integer >= 10, got {n_boot!r}")
+    if not (isinstance(confidence, float) and 0.5 <= confidence < 1):
+        raise ValueError(f"confidence must be a float in [0.5, 1), got {confidence!r}")
+    if not (isinstance(subset_fraction, (int, float)) and 0 < subset_fraction <= 1):
+        raise ValueError(f"subset_fraction must be in (0, 1], got {subset_fraction!r}")
+
+
+def _seed_table(result: DatasetResult, seeds: Optional[Mapping[str, Mapping[str, Sequence[float]]]]
+                ) -> List[np.ndarray]:
+    """Per model of ``result`` (in order) its per-seed ground-truth values (one value if unknown)."""
+    per_model = (seeds or {}).get(result.dataset, {})
+    out = []
+    for m in result.models:
+        values = per_model.get(m)
+        if values is None:
+            out.append(np.array([result.ground_truth[m]], dtype=np.float64))
+            continue
+        arr = np.asarray(values, dtype=np.float64).ravel()
+        if arr.size == 0 or not np.all(np.isfinite(arr)):
+            raise ValueError(f"seed values of {m} on {result.dataset} must be a non-empty list of finite numbers")
+        if not math.isclose(arr.mean(), result.ground_truth[m], rel_tol=1e-6, abs_tol=1e-6):
+            raise ValueError(f"seed values of {m} on {result.dataset} average {arr.mean():.6g}, but the ground "
+                             f"truth says {result.ground_truth[m]:.6g}: they come from different tables")
+        out.append(arr)
+    return out
+
+
+def _measure(fn, s: np.ndarray, g: np.ndarray) -> float:
+    if s.size < 2 or np.ptp(s) == 0 or np.ptp(g) == 0:
+        return np.nan
+    return fn(s, g)
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return np.nan, np.nan
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))
+
+
+def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
+                            seeds: Optional[Mapping[str, Mapping[str, Sequence[float]]]] = None,
+                            measure: str = "weighted_tau", n_boot: int = 1000, confidence: float = 0.95,
+                            subset_fraction: float = 0.75, random_state: int = 0) -> BootstrapResult:
+    """Bootstrap intervals of ``measure`` (mean over datasets) for every metric; see the module doc.
+
+    ``results``: dataset results with ground truth. ``seeds``: ``{dataset: {model: [per-seed
+    values]}}`` whose means equal the ground truth (e.g. from the fine-tuned table's
+    ``test_acc_seeds``); ``None`` or missing entries: no seed noise for those models.
+    """
+    results = list(results)
+    _check_inputs(results, measure, n_boot, confidence, subset_fraction)
+    missing = [r.dataset for r in results if r.ground_truth is None]
+    if missing:
+        raise ValueError(f"no ground truth for {missing}: a bootstrap of rank measures needs it")
+    fn = MEASURES[measure]
+    metrics: List[str] = []
+    for r in results:
+        metrics += [m for m in r.metrics if m not in metrics]
+    rng = np.random.default_rng(random_state)
+    n_metrics = len(metrics)
+    # per dataset: score matrix (metric x model, NaN = not scored), per-model seed values
+    prepared = []
+    for r in results:
+        S = np.full((n_metrics, len(r.models)), np.nan)
+        for i, metric in enumerate(metrics):
+            comparable = _comparable(r.scores.get(metric, {}))
+            for j, m in enumerate(r.models):
+                v = comparable.get(m, np.nan)
+                S[i, j] = v if math.isfinite(v) else np.nan
+        prepared.append((r, S, _seed_table(r, seeds)))
+    seed_noise = any(v.size > 1 for _, _, sv in prepared for v in sv)
+
+    def evaluate(S, g, subset):
+        out = np.full(n_metrics, np.nan)
+        for i in range(n_metrics):
+            row = S[i, subset]
+            ok = np.isfinite(row)
+            # a metric that did not score every model of the subset is judged on those it scored
+            out[i] = _measure(fn, row[ok], g[subset][ok])
+        return out
+
+    point = np.full((len(prepared), n_metrics), np.nan)
+    boot = np.full((n_boot, len(prepared), n_metrics), np.nan)
+    for d, (r, S, seed_values) in enumerate(prepared):
+        g0 = np.array([r.ground_truth[m] for m in r.models], dtype=np.float64)
+        everyone = np.arange(len(r.models))
+        point[d] = evaluate(S, g0, everyone)
+        M = len(r.models)
+        k = min(M, max(3, math.ceil(subset_fraction * M)))
+        G = np.empty((n_boot, M))              # replicate ground truths: bootstrap means of the seeds
+        for j, v in enumerate(seed_values):
+            G[:, j] = v[0] if v.size == 1 else v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+        for b in range(n_boot):
+            subset = np.sort(rng.permutation(M)[:k])
+            boot[b, d] = evaluate(S, G[b], subset)
+
+    defined = np.isfinite(point)               # (dataset, metric): the measure exists on full data
+    with np.errstate(invalid="ignore"):
+        masked = np.where(defined[None], boot, np.nan)
+        replicate_means = _nanmean(masked, axis=1)          # (n_boot, metric)
+    rows, per_rows = [], []
+    for i, metric in enumerate(metrics):
+        lo, hi = _interval(replicate_means[:, i], confidence)
+        rows.append({"point": _nanmean(point[:, i][defined[:, i]]), "ci_low": lo, "ci_high": hi,
+                     "boot_mean": _nanmean(replicate_means[:, i]), "n_datasets": int(defined[:, i].sum())})
+        for d, (r, _, _) in enumerate(prepared):
+            lo_d, hi_d = _interval(boot[:, d, i], confidence)
+            per_rows.append({"metric": metric, "dataset": r.dataset, "point": point[d, i], "ci_low": lo_d,
+                             "ci_high": hi_d, "boot_mean": _nanmean(boot[:, d, i])})
+    summary = pd.DataFrame(rows, index=pd.Index(metrics, name="metric"))
+    per_dataset = pd.DataFrame(per_rows).set_index(["metric", "dataset"])
+    low = pd.DataFrame(np.nan, index=pd.Index(metrics, name="metric"), columns=metrics)
+    high = low.copy()
+    significant = pd.DataFrame(False, index=low.index, columns=metrics)
+    for i, a in enumerate(metrics):
+        for j, b in enumerate(metrics):
+            if i == j:
+                continue
+            both = defined[:, i] & defined[:, j]
+            if not both.any():
+                continue
+            diff = _nanmean(boot[:, both, i], axis=1) - _nanmean(boot[:, both, j], axis=1)
+            lo, hi = _interval(diff, confidence)
+            low.loc[a, b], high.loc[a, b] = lo, hi
+            significant.loc[a, b] = bool(lo > 0)
+    return BootstrapResult(measure=measure, metrics=metrics, summary=summary, per_dataset=per_dataset,
+                           difference_low=low, difference_high=high, significant=significant,
+                           replicates=replicate_means, n_boot=int(n_boot), confidence=confidence,
+                           subset_fraction=float(subset_fraction), seed_noise=seed_noise)
+
+
+def _nanmean(a, axis=None):
+    """``np.nanmean`` without the all-NaN warning (NaN where nothing is finite)."""
+    a = np.asarray(a, dtype=np.float64)
+    finite = np.isfinite(a)
+    count = finite.sum(axis=axis)
+    total = np.where(finite, a, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def format_interval_table(result: BootstrapResult, *, digits: int = 2) -> pd.DataFrame:
+    """Display table: per metric ``point [ci_low, ci_high]`` and the metrics it significantly beats,
+    sorted by the point value (best first)."""
+    rows = []
+    for metric, row in result.summary.sort_values("point", ascending=False).iterrows():
+        if not math.isfinite(row["point"]):
+            text = "—"
+        else:
+            text = f"{row['point']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+        rows.append({"metric": metric, f"mean {result.measure} [{int(result.confidence * 100)}% CI]": text,
+                     "significantly better than": ", ".join(result.better_than(metric)) or "—"})
+    return pd.DataFrame(rows).set_index("metric")

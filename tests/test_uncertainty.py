@@ -1,0 +1,100 @@
+"""Bootstrap intervals of rank measures (evaluation.uncertainty): known values and properties."""
+import numpy as np
+import pytest
+
+from evaluation.runner import DatasetResult
+from evaluation.uncertainty import bootstrap_rank_measures, format_interval_table
+
+
+def _result(name, gt, scores):
+    models = list(gt)
+    return DatasetResult(dataset=name, models=models, metrics=list(scores), scores=scores,
+                         seconds={k: {m: 0.0 for m in v} for k, v in scores.items()}, ground_truth=gt)
+
+
+def _zoo(M=12, seed=0, datasets=3):
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in range(datasets):
+        gt = {f"m{i}": float(60 + 2 * i + rng.normal(0, 0.1)) for i in range(M)}
+        scores = {"perfect": dict(gt),
+                  "noisy": {m: v + rng.normal(0, 6) for m, v in gt.items()},
+                  "random": {m: float(rng.normal()) for m in gt}}
+        out.append(_result(f"d{d}", gt, scores))
+    return out
+
+
+def test_perfect_metric_has_a_degenerate_interval_at_one_and_beats_random():
+    res = bootstrap_rank_measures(_zoo(), n_boot=200, random_state=0)
+    s = res.summary
+    assert s.loc["perfect", "point"] == pytest.approx(1.0)
+    assert s.loc["perfect", "ci_low"] == pytest.approx(1.0) and s.loc["perfect", "ci_high"] == pytest.approx(1.0)
+    assert s.loc["random", "ci_low"] < s.loc["random", "point"] < s.loc["random", "ci_high"]
+    assert res.significant.loc["perfect", "random"] and not res.significant.loc["random", "perfect"]
+    assert "random" in res.better_than("perfect")
+    assert not res.significant.loc["perfect", "perfect"]
+    table = format_interval_table(res)
+    assert list(table.index)[0] == "perfect" and table.iloc[0, 0] == "1.00 [1.00, 1.00]"
+
+
+def test_no_noise_and_all_models_collapses_every_interval_to_the_point():
+    res = bootstrap_rank_measures(_zoo(), n_boot=50, subset_fraction=1.0)
+    assert not res.seed_noise
+    np.testing.assert_allclose(res.summary["ci_low"], res.summary["point"])
+    np.testing.assert_allclose(res.summary["ci_high"], res.summary["point"])
+
+
+def test_seed_noise_widens_the_interval_of_a_metric_tied_to_the_mean():
+    # two models 0.5 apart whose seeds spread by +-5: the order of the means flips under resampling
+    gt = {"a": 70.0, "b": 70.5, "c": 80.0}
+    seeds = {"d": {"a": [65.0, 70.0, 75.0], "b": [65.5, 70.5, 75.5], "c": [80.0, 80.0, 80.0]}}
+    r = _result("d", gt, {"right": dict(gt)})
+    res = bootstrap_rank_measures([r], seeds=seeds, n_boot=300, subset_fraction=1.0, measure="kendall_tau")
+    assert res.seed_noise
+    assert res.summary.loc["right", "point"] == pytest.approx(1.0)
+    assert res.summary.loc["right", "ci_low"] < 0.5          # a and b swap in many replicates
+    no_seed = bootstrap_rank_measures([r], n_boot=50, subset_fraction=1.0, measure="kendall_tau")
+    assert no_seed.summary.loc["right", "ci_low"] == pytest.approx(1.0)
+
+
+def test_deterministic_and_does_not_mutate_inputs():
+    zoo = _zoo()
+    before = [dict(r.ground_truth) for r in zoo]
+    a = bootstrap_rank_measures(zoo, n_boot=60, random_state=3)
+    b = bootstrap_rank_measures(zoo, n_boot=60, random_state=3)
+    np.testing.assert_array_equal(a.replicates, b.replicates)
+    c = bootstrap_rank_measures(zoo, n_boot=60, random_state=4)
+    assert not np.array_equal(a.replicates, c.replicates)
+    assert [dict(r.ground_truth) for r in zoo] == before
+
+
+def test_metric_undefined_on_a_dataset_is_left_out_of_its_mean():
+    zoo = _zoo(datasets=2)
+    const = {m: 1.0 for m in zoo[1].models}
+    zoo[0].scores["partial"] = dict(zoo[0].ground_truth)
+    zoo[0].metrics.append("partial")
+    zoo[1].scores["partial"] = const
+    zoo[1].metrics.append("partial")
+    res = bootstrap_rank_measures(zoo, n_boot=50)
+    assert res.summary.loc["partial", "n_datasets"] == 1
+    assert res.summary.loc["partial", "point"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"measure": "spearman"}, "unknown measure"),
+    ({"n_boot": 3}, "n_boot"),
+    ({"confidence": 1.5}, "confidence"),
+    ({"subset_fraction": 0.0}, "subset_fraction"),
+    ({"seeds": {"d0": {"m0": [1.0, 2.0]}}}, "different tables"),
+    ({"seeds": {"d0": {"m0": []}}}, "non-empty"),
+])
+def test_bad_input_is_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bootstrap_rank_measures(_zoo(), **kwargs)
+
+
+def test_needs_ground_truth():
+    r = _zoo(datasets=1)[0]
+    r.ground_truth = None
+    with pytest.raises(ValueError, match="no ground truth"):
+        bootstrap_rank_measures([r])
