@@ -29,7 +29,7 @@ from data.cache import atomic_write
 from .runner import DatasetResult, EvaluationResult
 from .tables import RANK_MEASURES, agreement_table, ranking_table, scores_table, summary_table
 
-__all__ = ["plot_scores_vs_truth", "plot_weighted_tau_summary", "plot_agreement", "format_dataset_report",
+__all__ = ["plot_scores_vs_truth", "plot_weighted_tau_summary", "plot_agreement", "format_dataset_report", "format_bootstrap",
            "format_summary", "print_report", "write_report"]
 
 
@@ -153,6 +153,16 @@ def format_dataset_report(result: DatasetResult) -> str:
 def format_summary(results: Sequence[DatasetResult]) -> str:
     """The across-datasets average table as text."""
     return f"=== average over {len(results)} dataset(s) ===\n" + _fmt(summary_table(results))
+
+
+def format_bootstrap(boot) -> str:
+    """The bootstrap interval table (:func:`evaluation.uncertainty.format_interval_table`) as text."""
+    from .uncertainty import format_interval_table
+
+    noise = "ground-truth seed noise and " if boot.seed_noise else ""
+    head = (f"=== {boot.measure}: mean over datasets, {int(boot.confidence * 100)}% bootstrap interval over "
+            f"{noise}model subsets ({boot.subset_fraction:.0%} of the models, {boot.n_boot} replicates) ===")
+    return head + "\n" + format_interval_table(boot).to_string()
 
 
 def print_report(result: EvaluationResult) -> None:

@@ -7,6 +7,10 @@ Layout under ``results_dir`` (next to the score cache ``scores/{dataset}.json``)
     tables/{dataset}_agreement.csv   metric x metric Kendall tau between the metrics' scores
     summary.csv                      metric x across-datasets averages (see tables.summary_table)
     results.json                     all of the above plus rankings, skipped pairs and the setup
+    bootstrap/{measure}_summary.csv      metric x (point, ci_low, ci_high, ...)   (save_bootstrap)
+    bootstrap/{measure}_per_dataset.csv  (metric, dataset) x the same
+    bootstrap/{measure}_significance.csv metric x metric: True where the row is significantly better
+    bootstrap/{measure}_difference.csv   metric x metric: "[low, high]" interval of row - column
 
 Every file is written atomically.
 """
@@ -23,9 +27,10 @@ from data.cache import atomic_write
 from data.cache import atomic_save_json
 
 from .runner import EvaluationResult
+from .uncertainty import BootstrapResult
 from .tables import agreement_table, ranking_table, rankings, scores_table, summary_table
 
-__all__ = ["save_results", "result_to_json"]
+__all__ = ["save_results", "result_to_json", "save_bootstrap"]
 
 
 def _atomic_csv(path: Path, df: pd.DataFrame) -> Path:
@@ -85,3 +90,19 @@ def save_results(result: EvaluationResult, results_dir: str | os.PathLike) -> Di
     written["summary"] = _atomic_csv(root / "summary.csv", summary_table(list(result.datasets.values())))
     written["json"] = atomic_save_json(root / "results.json", result_to_json(result))
     return written
+
+
+def save_bootstrap(boot: BootstrapResult, results_dir: str | os.PathLike) -> Dict[str, Path]:
+    """Write the tables of a :func:`evaluation.uncertainty.bootstrap_rank_measures` result under
+    ``results_dir/bootstrap/``; returns ``{label: path}``."""
+    root = Path(results_dir) / "bootstrap"
+    m = boot.measure
+    diff = boot.difference_low.copy().astype(object)
+    for a in boot.metrics:
+        for b in boot.metrics:
+            lo, hi = boot.difference_low.loc[a, b], boot.difference_high.loc[a, b]
+            diff.loc[a, b] = "" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.4f}, {hi:.4f}]"
+    return {f"bootstrap_{m}_summary": _atomic_csv(root / f"{m}_summary.csv", boot.summary),
+            f"bootstrap_{m}_per_dataset": _atomic_csv(root / f"{m}_per_dataset.csv", boot.per_dataset),
+            f"bootstrap_{m}_significance": _atomic_csv(root / f"{m}_significance.csv", boot.significant),
+            f"bootstrap_{m}_difference": _atomic_csv(root / f"{m}_difference.csv", diff)}

@@ -98,3 +98,18 @@ def test_needs_ground_truth():
     r.ground_truth = None
     with pytest.raises(ValueError, match="no ground truth"):
         bootstrap_rank_measures([r])
+
+
+def test_tables_are_written_and_printed(tmp_path):
+    from evaluation.report import format_bootstrap
+    from evaluation.results import save_bootstrap
+    import pandas as pd
+
+    res = bootstrap_rank_measures(_zoo(), n_boot=40)
+    written = save_bootstrap(res, tmp_path)
+    summary = pd.read_csv(written["bootstrap_weighted_tau_summary"], index_col=0)
+    assert summary.loc["perfect", "point"] == pytest.approx(1.0)
+    sig = pd.read_csv(written["bootstrap_weighted_tau_significance"], index_col=0)
+    assert bool(sig.loc["perfect", "random"]) and not bool(sig.loc["random", "perfect"])
+    text = format_bootstrap(res)
+    assert "perfect" in text and "95% bootstrap interval" in text and "random" in text
