@@ -74,6 +74,7 @@ def result_to_json(result: EvaluationResult) -> dict:
         "task": result.task,
         "group": result.group,
         "encoders": list(result.encoders),
+        "backend": result.backend,
         "datasets": datasets,
         "summary": _frame_json(summary_table(list(result.datasets.values()))),
     })

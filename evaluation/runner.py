@@ -91,6 +91,7 @@ class DatasetResult:
     ground_truth: Optional[Dict[str, float]] = None
     computed: int = 0
     reused: int = 0
+    backend: str = "numpy"   # metrics.Backend.key the metrics with fn.backends were computed on in this run
 
 
 @dataclass
@@ -101,6 +102,7 @@ class EvaluationResult:
     task: str
     encoders: Tuple[str, ...]
     group: Optional[str] = None
+    backend: str = "numpy"   # metrics.Backend.key (see DatasetResult.backend)
 
     @property
     def computed(self) -> int:
@@ -255,14 +257,18 @@ class _InputSpec:
 _WORKER_INPUTS: Dict[_InputSpec, DatasetInputs] = {}
 
 
-def _score_model(inputs: DatasetInputs, model: str, fns: Mapping[str, Callable]) -> Dict[str, tuple]:
+def _score_model(inputs: DatasetInputs, model: str, fns: Mapping[str, Callable],
+                 backend: Optional["metrics_lib.Backend"] = None) -> Dict[str, tuple]:
     """Compute every metric in ``fns`` for ``model``: ``{name: ("score", value, seconds)}`` or
     ``{name: ("skipped", reason)}`` for a :class:`metrics.DegenerateInputError`. The metrics share one
     :class:`metrics.PreparedFeatures`, so the seconds of the first metric that needs a Gram matrix or
-    an eigendecomposition include computing it."""
+    an eigendecomposition include computing it. A non-numpy ``backend`` is passed to the metrics that
+    accept one (``fn.backends``); they share one conversion of the prepared features."""
     out: Dict[str, tuple] = {}
     for name, fn in fns.items():
         kwargs = inputs.for_metric(fn.requires, model, prepared=True)
+        if backend is not None and not backend.numpy and backend.name in getattr(fn, "backends", ()):
+            kwargs["backend"] = backend
         start = time.perf_counter()
         try:
             value = fn(**kwargs)
@@ -303,11 +309,12 @@ def worker_pool(n_jobs: int) -> ProcessPoolExecutor:
                                initializer=_worker_init)
 
 
-def _worker_score_model(spec: _InputSpec, model: str, fns: Mapping[str, Callable]) -> Dict[str, tuple]:
+def _worker_score_model(spec: _InputSpec, model: str, fns: Mapping[str, Callable],
+                        backend: Optional["metrics_lib.Backend"] = None) -> Dict[str, tuple]:
     if spec not in _WORKER_INPUTS:
         _WORKER_INPUTS.clear()
         _WORKER_INPUTS[spec] = spec.build()
-    return _score_model(_WORKER_INPUTS[spec], model, fns)
+    return _score_model(_WORKER_INPUTS[spec], model, fns, backend)
 
 
 def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], fns: Mapping[str, Callable], *,
@@ -316,7 +323,7 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
                      ground_truth: Optional[Mapping[str, float]] = None, progress: bool = True,
                      log: Callable[[str], None] = tqdm.write, n_jobs: int = 1,
                      pool: Optional[ProcessPoolExecutor] = None,
-                     expected_fingerprint: Optional[str] = None) -> DatasetResult:
+                     expected_fingerprint: Optional[str] = None, backend="auto") -> DatasetResult:
     """Score every model of ``dataset`` with every metric in ``fns`` (name -> callable).
 
     Scores already in ``cache`` with unchanged inputs are reused; the rest are computed, timed and
@@ -327,7 +334,11 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
     models in an existing pool instead of starting one (``n_jobs`` is then ignored).
     ``expected_fingerprint``: the dataset fingerprint the cache files must have been made from
     (their records are checked; files without a record are taken as they are).
+    ``backend``: where the metrics that accept one (``fn.backends``) compute (:func:`metrics.resolve_backend`:
+    ``"auto"`` = torch on the GPU when one is available, else numpy; ``"numpy"``, ``"torch"`` or a
+    :class:`metrics.Backend`); recorded as ``result.backend``.
     """
+    backend = metrics_lib.resolve_backend(backend)
     if len(models) < 1 or len(set(models)) != len(models):
         raise ValueError(f"dataset {dataset!r}: models must be a non-empty list without repeats, got {list(models)}")
     _check_n_jobs(n_jobs)
@@ -338,7 +349,8 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
     skipped = _preflight(inputs, models, fns, log, expected_fingerprint)
     result = DatasetResult(dataset=dataset, models=list(models), metrics=list(fns),
                            scores={m: {} for m in fns}, seconds={m: {} for m in fns}, skipped=skipped,
-                           ground_truth=None if ground_truth is None else {m: float(ground_truth[m]) for m in models})
+                           ground_truth=None if ground_truth is None else {m: float(ground_truth[m]) for m in models},
+                           backend=backend.key)
     pairs = [(model, name) for model in models for name in fns if model not in skipped.get(name, {})]
     entries: Dict[Tuple[str, str], ScoreEntry] = {}
     todo: Dict[str, Dict[str, Tuple[str, Dict[str, str], str]]] = {}   # model -> {metric: (key, inputs, code)}
@@ -386,14 +398,14 @@ def evaluate_dataset(layout: CacheLayout, dataset: str, models: Sequence[str], f
     if pool is None and (n_jobs == 1 or len(jobs) < 2):
         for model, model_fns in jobs.items():
             bar.set_postfix_str(model)
-            store(model, _score_model(inputs, model, model_fns))
+            store(model, _score_model(inputs, model, model_fns, backend))
             bar.update(len(model_fns))
     elif jobs:
         spec = _InputSpec(str(layout.root), dataset, tuple(encoders), label_source, stack_method, int(random_state))
         with contextlib.ExitStack() as stack:
             if pool is None:
                 pool = stack.enter_context(worker_pool(min(n_jobs, len(jobs))))
-            futures = {pool.submit(_worker_score_model, spec, model, model_fns): model
+            futures = {pool.submit(_worker_score_model, spec, model, model_fns, backend): model
                        for model, model_fns in jobs.items()}
             for future in as_completed(futures):
                 model = futures[future]
@@ -418,7 +430,7 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
              ground_truth: Optional[Mapping[str, Mapping[str, float]]] = None, group: Optional[str] = None,
              stack_method: str = "project", random_state: int = 0, progress: bool = True,
              log: Callable[[str], None] = tqdm.write, n_jobs: int = 1,
-             expected_fingerprints: Optional[Mapping[str, str]] = None) -> EvaluationResult:
+             expected_fingerprints: Optional[Mapping[str, str]] = None, backend="auto") -> EvaluationResult:
     """Score ``models`` x ``metrics`` on every dataset; resumable through ``results_dir/scores/``.
 
     Parameters
@@ -437,6 +449,8 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
     log : receives the notes (skipped pairs, non-finite scores); default ``tqdm.write`` (stdout).
     n_jobs : models scored at once in worker processes (see :func:`evaluate_dataset`).
     expected_fingerprints : ``{dataset: fingerprint}`` of data just extracted (see :func:`evaluate_dataset`).
+    backend : ``"auto"`` (torch on the GPU when available, else numpy), ``"numpy"``, ``"torch"`` or a
+        :class:`metrics.Backend`, for the metrics that accept one (see :func:`evaluate_dataset`).
     """
     spec = get_task(task)
     _check_n_jobs(n_jobs)
@@ -445,6 +459,7 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
     if metrics is None:
         metrics = list(spec.default_metrics) if spec.default_metrics is not None else metrics_lib.list_metrics()
     fns = resolve_metrics(list(metrics), spec, tuple(encoders))
+    backend = metrics_lib.resolve_backend(backend)
     models_of: Dict[str, List[str]] = {}
     for d in datasets:
         gt_row = None if ground_truth is None else ground_truth.get(d)
@@ -470,5 +485,5 @@ def evaluate(cache_dir: str | os.PathLike, results_dir: str | os.PathLike, *, da
                                           stack_method=stack_method, random_state=random_state,
                                           ground_truth=None if ground_truth is None else ground_truth[d],
                                           progress=progress, log=log, n_jobs=n_jobs, pool=pool,
-                                          expected_fingerprint=(expected_fingerprints or {}).get(d))
-    return EvaluationResult(datasets=results, task=spec.name, encoders=tuple(encoders), group=group)
+                                          expected_fingerprint=(expected_fingerprints or {}).get(d), backend=backend)
+    return EvaluationResult(datasets=results, task=spec.name, encoders=tuple(encoders), group=group, backend=backend.key)

@@ -25,12 +25,17 @@ a :class:`PreparedFeatures`; ``label_embeddings`` an array or a :class:`Prepared
     F = metrics.prepare_features(X)
     scores = {name: fn(**{"features": F, "labels": y}) for name, fn in ...}
 
+Backends: ``logme``, the ``emms`` variants, ``transrate``, ``hscore(_reg)``, ``leep`` and ``nce`` take
+``backend="torch", device="cuda"`` (or a :func:`get_backend` object): the heavy linear algebra runs in
+PyTorch, float64 by default, same numbers to rounding (:mod:`metrics._backend`).
+
 Rank measures (how a metric is judged against fine-tuning ground truth) live in
 :mod:`metrics.ranking`. See ``docs/metrics.md``.
 """
 from ._validation import DegenerateInputError
 from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_features, prepare_label_embeddings
 from .registry import CANONICAL_INPUTS, METRICS, get_metric, list_metrics, register_metric
+from ._backend import BACKENDS, Backend, auto_backend, get_backend, list_backends, resolve_backend
 from .emms import emms, emms_auto, emms_cv, emms_default, emms_ols, emms_onestep
 from .logme import logme, max_log_evidence
 from .leep import leep
@@ -44,6 +49,7 @@ from .flabel import logme_flabel, transrate_flabel
 from . import ranking
 
 __all__ = [
+    "BACKENDS", "Backend", "auto_backend", "get_backend", "list_backends", "resolve_backend",
     "CANONICAL_INPUTS", "DegenerateInputError", "PreparedFeatures", "PreparedLabelEmbeddings",
     "prepare_features", "prepare_label_embeddings", "METRICS", "get_metric", "list_metrics", "register_metric",
     "emms", "emms_auto", "emms_cv", "emms_default", "emms_ols", "emms_onestep", "logme", "max_log_evidence", "leep", "nce", "nce_from_probs",

@@ -18,6 +18,8 @@ __all__ = [
     "logdet_identity_plus_gram",
     "logdet_spd",
     "psd_eigh",
+    "zero_tiny_eigenvalues",
+    "checked_logdet",
     "EIGH_THREADS",
 ]
 
@@ -138,6 +140,11 @@ def logdet_spd(M: np.ndarray) -> float:
     """``log det M`` of a symmetric positive definite ``M`` by LU (``numpy.linalg.slogdet``; see
     :func:`logdet_identity_plus_gram` for why not Cholesky); ``ValueError`` if the sign is not +1."""
     sign, logdet = np.linalg.slogdet(M)
+    return checked_logdet(sign, logdet)
+
+
+def checked_logdet(sign, logdet) -> float:
+    """``float(logdet)`` of a ``slogdet`` result expected positive definite; ``ValueError`` if ``sign`` is not +1."""
     if sign <= 0:
         raise ValueError("matrix expected to be positive definite is not (non-finite or overflowing "
                          "features?)")
@@ -153,5 +160,12 @@ def psd_eigh(M: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.
     """
     with threadpool_limits(limits=EIGH_THREADS, user_api="blas"):
         sigma, vecs = scipy.linalg.eigh(M, driver="evd", overwrite_a=overwrite, check_finite=False)
-    tiny = max(float(sigma.max()), 0.0) * M.shape[0] * np.finfo(np.float64).eps
-    return np.where(sigma > tiny, sigma, 0.0), vecs
+    return zero_tiny_eigenvalues(sigma), vecs
+
+
+def zero_tiny_eigenvalues(sigma: np.ndarray, eps: float = float(np.finfo(np.float64).eps)) -> np.ndarray:
+    """``sigma`` (n,) of an n x n PSD matrix with the values below ``max(sigma) * n * eps`` (rounding,
+    including negative ones; ``eps`` of the precision it was computed in) set to exactly 0 (new
+    array); shared by every backend's eigensolver."""
+    tiny = max(float(sigma.max()), 0.0) * sigma.shape[0] * eps
+    return np.where(sigma > tiny, sigma, 0.0)

@@ -57,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from ._linalg import class_sums, psd_eigh
+from ._linalg import class_sums, logdet_identity_plus_gram, logdet_spd, psd_eigh
 from ._validation import check_features, check_label_embeddings, pow2_scale
 
 __all__ = ["PreparedFeatures", "PreparedLabelEmbeddings", "prepare_features", "prepare_label_embeddings"]
@@ -216,19 +216,19 @@ class PreparedFeatures:
         singular values of X; tiny ones are set to 0 (:func:`_linalg.psd_eigh`)."""
         def compute():
             if self.n_samples > self.n_dims:
-                sigma, vecs = psd_eigh(self.gram())
+                sigma, vecs = self._eigh(self.gram())
                 return sigma, vecs, "primal"
-            sigma, vecs = psd_eigh(self.X @ self.X.T, overwrite=True)
+            sigma, vecs = self._eigh(self.X @ self.X.T, overwrite=True)
             return sigma, vecs, "dual"
         return self._cached("gram_eigh", compute)
 
     def centred_eigh(self) -> tuple[np.ndarray, np.ndarray]:
         """``(lam ascending (D,), V (D, D))`` of ``Xc^T Xc`` (tiny eigenvalues set to 0)."""
-        return self._cached("centred_eigh", lambda: psd_eigh(self.centred_gram()))
+        return self._cached("centred_eigh", lambda: self._eigh(self.centred_gram()))
 
     def standardised_eigh(self) -> tuple[np.ndarray, np.ndarray]:
         """``(sigma ascending (D,), V (D, D))`` of :meth:`standardised_gram`."""
-        return self._cached("standardised_eigh", lambda: psd_eigh(self.standardised_gram()))
+        return self._cached("standardised_eigh", lambda: self._eigh(self.standardised_gram()))
 
     # ---------------------------------------------------------------- N x N (dual) side
     def centred_dual_gram(self) -> np.ndarray:
@@ -249,7 +249,7 @@ class PreparedFeatures:
         if self.side == "primal":
             sigma, V = self.centred_eigh()
             return sigma, V, "primal"
-        sigma, U = self._cached("centred_dual_eigh", lambda: psd_eigh(np.array(self.centred_dual_gram()),
+        sigma, U = self._cached("centred_dual_eigh", lambda: self._eigh(np.array(self.centred_dual_gram()),
                                                                      overwrite=True))
         return sigma, U, "dual"
 
@@ -268,7 +268,7 @@ class PreparedFeatures:
             sigma, V = self.standardised_eigh()
             return sigma, V, "primal"
         sigma, U = self._cached("standardised_dual_eigh",
-                                lambda: psd_eigh(np.array(self.standardised_dual_gram()), overwrite=True))
+                                lambda: self._eigh(np.array(self.standardised_dual_gram()), overwrite=True))
         return sigma, U, "dual"
 
     def ledoit_wolf(self, *, standardised: bool = False) -> tuple[float, float]:
@@ -283,23 +283,20 @@ class PreparedFeatures:
         """
         def compute():
             N, D = self.shape
-            Z = self.zscored() if standardised else self.centred()
             # in exact power-of-4 units where max |Z| ~ 1: the 4th powers below overflowed beyond
             # |X| ~ 1e77 and underflowed below 1e-77 (mu is returned in the caller's units)
-            unit = pow2_scale(Z)
-            Z *= unit
+            unit, row_sq, col_sq = self._scaled_square_norms(standardised, columns=self.side != "primal")
             u2 = unit * unit
             if self.side == "primal":
                 S = (self.standardised_gram() if standardised else self.centred_gram()) * u2 / N
                 diag = np.diag(S)
             else:
                 S = (self.standardised_dual_gram() if standardised else self.centred_dual_gram()) * u2 / N
-                diag = np.einsum("ij,ij->j", Z, Z) / N
+                diag = col_sq / N
             delta_ = float(np.einsum("ij,ij->", S, S))
             mu = diag.sum() / D
             if D == 1:
                 return 0.0, float(mu) / u2
-            row_sq = np.einsum("ij,ij->i", Z, Z)
             beta = (float(row_sq @ row_sq) / N - delta_) / (D * N)
             delta = (delta_ - 2.0 * mu * diag.sum() + D * mu ** 2) / D
             beta = min(beta, delta)
@@ -325,6 +322,45 @@ class PreparedFeatures:
         flip = np.sign(V[np.argmax(np.abs(V), axis=0), np.arange(k)])
         flip[flip == 0] = 1.0
         return self.centred() @ (V * flip) if scores is None else scores * flip
+
+    # ---------------------------------------------------------------- backend operations
+    # the heavy steps other backends (metrics.torch_backend) override; the rest is shared
+    def _eigh(self, M: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`_linalg.psd_eigh` of a symmetric PSD ``M`` (n, n): ``(sigma ascending, V)``."""
+        return psd_eigh(M, overwrite=overwrite)
+
+    def _scaled_square_norms(self, standardised: bool, *, columns: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """``(unit, ||z_i||^2 (N,), ||Z[:, j]||^2 (D,) or None)`` of ``Z = unit * (Xs or Xc)``, with
+        ``unit = pow2_scale(Xs or Xc)`` (z-scored if ``standardised``, else centred); column norms only
+        if ``columns``."""
+        Z = self.zscored() if standardised else self.centred()
+        unit = pow2_scale(Z)
+        Z *= unit
+        return unit, np.einsum("ij,ij->i", Z, Z), (np.einsum("ij,ij->j", Z, Z) if columns else None)
+
+    def transpose_matmul(self, R: np.ndarray, *, centred: bool = False) -> np.ndarray:
+        """``X^T R`` (or ``Xc^T R`` if ``centred``), (D, M) for ``R`` (N, M)."""
+        return (self.centred() if centred else self.X).T @ R
+
+    def centred_gram_logdet(self, divisor: float) -> float:
+        """``log det(I_D + Xc^T Xc / divisor)`` from :meth:`centred_gram` (D x D; for N > D)."""
+        M = self.centred_gram() / divisor
+        M[np.diag_indices_from(M)] += 1.0
+        return logdet_spd(M)
+
+    def group_logdets(self, index: np.ndarray, scales: np.ndarray, *, whole_scale: float | None = None) -> np.ndarray:
+        """``log det(I + scales[g] Xc_g^T Xc_g)`` (G,) for the centred rows ``Xc_g`` of each group
+        ``g = 0..G-1`` in ``index`` (N,), each on its smaller Gram side
+        (:func:`_linalg.logdet_identity_plus_gram`); with ``whole_scale``, the same for all N rows (in
+        group order) is appended (G + 1,)."""
+        n_groups = scales.shape[0]
+        order = np.argsort(index, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(index, minlength=n_groups))])
+        Xs = self.X[order] - self.mean()
+        out = [logdet_identity_plus_gram(Xs[bounds[g]:bounds[g + 1]], scales[g]) for g in range(n_groups)]
+        if whole_scale is not None:
+            out.append(logdet_identity_plus_gram(Xs, whole_scale))
+        return np.array(out)
 
     # ---------------------------------------------------------------- helpers
     def group_sums(self, index: np.ndarray, n_groups: int, *, centred: bool = False) -> np.ndarray:
@@ -425,7 +461,7 @@ class PreparedLabelEmbeddings:
         if self.grouped:
             B = F.group_sums(self.index, self.rows.shape[0], centred=centred).T @ R
         else:
-            B = (F.centred() if centred else F.X).T @ R
+            B = F.transpose_matmul(R, centred=centred)
         if scale is not None:
             B /= scale[:, None]
         return B

@@ -106,6 +106,7 @@ from ._linalg import class_sums, project_simplex, simplex_qp
 from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_features, prepare_label_embeddings
 from ._validation import DegenerateInputError, check_positive
 from .logme import maximise_evidence
+from ._backend import accepts_backend, prepare_on, to_host
 from .registry import register_metric
 
 __all__ = ["emms", "emms_cv", "emms_default", "emms_auto", "emms_ols", "emms_onestep"]
@@ -123,8 +124,10 @@ EVIDENCE_TOL = 1e-10
 EVIDENCE_MAX_ITER = 10_000
 
 
+@accepts_backend
 def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
-         ridge: float | str | None = None, standardise: bool = True, return_weights: bool = False):
+         ridge: float | str | None = None, standardise: bool = True, return_weights: bool = False,
+         backend=None, device=None):
     """EMMS transferability score (higher is better).
 
     Parameters
@@ -154,14 +157,17 @@ def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
     return_weights : bool
         Also return the simplex weights ``t`` (K,) -- and, with a string ``ridge``, the chosen ridge
         ``lam`` (float in ``[0, inf]``, same convention as a fixed ``ridge``).
+    backend, device
+        Where the Gram matrix / spectrum of X and the projections ``X^T Y`` are computed (``"numpy"``
+        default, ``"torch"`` on ``device``; :mod:`metrics._backend`); the K x K QP stays numpy.
 
     Returns
     -------
     float; with ``return_weights=True`` ``(float, ndarray (K,))``, or ``(float, ndarray (K,), float)``
     when ``ridge`` is a string.
     """
-    F = prepare_features(features)
-    Y = prepare_label_embeddings(label_embeddings, F.n_samples)
+    F = prepare_on(features, backend, device)
+    Y = prepare_label_embeddings(to_host(label_embeddings), F.n_samples)
     max_iter = check_positive(max_iter, "max_iter", integer=True)
     tol = check_positive(tol, "tol")
     auto = isinstance(ridge, str)
@@ -345,7 +351,8 @@ def _minimise_over_ridge(crit, spec: "_Spectrum") -> tuple[float, np.ndarray, fl
 
 
 @register_metric("emms", requires=("features", "label_embeddings"))
-def emms_default(features, label_embeddings) -> float:
+@accepts_backend
+def emms_default(features, label_embeddings, *, backend=None, device=None) -> float:
     """Registry ``emms``: converged EMMS whose w-step is regression with the Ledoit-Wolf covariance of
     the centred features, ``emms(..., ridge="ledoit_wolf", standardise=False)``.
 
@@ -353,11 +360,12 @@ def emms_default(features, label_embeddings) -> float:
     paper's :func:`emms_ols` as N -> inf for anisotropic features (the shrinkage -> 0); see
     ``docs/metrics.md`` for the small-sample study that chose it.
     """
-    return emms(features, label_embeddings, ridge=RIDGE_LEDOIT_WOLF, standardise=False)
+    return emms(features, label_embeddings, ridge=RIDGE_LEDOIT_WOLF, standardise=False, backend=backend, device=device)
 
 
 @register_metric("emms_evidence", requires=("features", "label_embeddings"))
-def emms_auto(features, label_embeddings) -> float:
+@accepts_backend
+def emms_auto(features, label_embeddings, *, backend=None, device=None) -> float:
     """Registry ``emms_evidence``: converged EMMS with the evidence-chosen ridge, ``emms(..., ridge="auto")``
     (the registry's ``emms`` before the out-of-sample estimator; its in-sample residual is 0 when the
     evidence prefers the interpolating fit, which happens at N <= D).
@@ -365,20 +373,22 @@ def emms_auto(features, label_embeddings) -> float:
     Defined for every N, D with one rule for all models of a dataset, so scores stay comparable
     whether D < N or D >= N; for N >> D it is close to :func:`emms_ols`.
     """
-    return emms(features, label_embeddings, ridge=RIDGE_AUTO)
+    return emms(features, label_embeddings, ridge=RIDGE_AUTO, backend=backend, device=device)
 
 
 @register_metric("emms_ols", requires=("features", "label_embeddings"))
-def emms_ols(features, label_embeddings) -> float:
+@accepts_backend
+def emms_ols(features, label_embeddings, *, backend=None, device=None) -> float:
     """Registry ``emms_ols``: the paper's unregularised converged EMMS, ``emms(...)`` (``ValueError``
     when rank(X) >= N - 1, where it is identically 0)."""
-    return emms(features, label_embeddings)
+    return emms(features, label_embeddings, backend=backend, device=device)
 
 
 @register_metric("emms_onestep", requires=("features", "label_embeddings"))
-def emms_onestep(features, label_embeddings) -> float:
+@accepts_backend
+def emms_onestep(features, label_embeddings, *, backend=None, device=None) -> float:
     """The published one-sweep EMMS value, ``emms(..., max_iter=1)`` (= published figure / E^2)."""
-    return emms(features, label_embeddings, max_iter=1)
+    return emms(features, label_embeddings, max_iter=1, backend=backend, device=device)
 
 
 def _gram_terms(Xd: "_Design", Ys: PreparedLabelEmbeddings, ridge: float | str | None):

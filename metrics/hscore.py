@@ -30,8 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._linalg import class_sums
-from ._prepared import PreparedFeatures, prepare_features
+from ._prepared import PreparedFeatures
 from ._validation import DegenerateInputError, check_labels
+from ._backend import accepts_backend, prepare_on
 from .registry import register_metric
 
 __all__ = ["hscore", "hscore_regularized", "ledoit_wolf_shrinkage"]
@@ -63,9 +64,11 @@ def _pinv_keep(lam: np.ndarray, n_dims: int) -> np.ndarray:
 
 
 @register_metric("hscore", requires=("features", "labels"))
-def hscore(features, labels) -> float:
-    """H-score ``tr(pinv(cov X) cov(E[X|y]))`` (higher is better; at most C - 1)."""
-    F = prepare_features(features)
+@accepts_backend
+def hscore(features, labels, *, backend=None, device=None) -> float:
+    """H-score ``tr(pinv(cov X) cov(E[X|y]))`` (higher is better; at most C - 1); ``backend`` / ``device``:
+    where the covariance and its eigendecomposition are computed (:mod:`metrics._backend`)."""
+    F = prepare_on(features, backend, device)
     proj, lam, weights = _projected_means(F, labels)
     keep = _pinv_keep(lam, F.n_dims)
     return float(np.sum(weights[:, None] * proj[:, keep] ** 2 / lam[keep]))
@@ -79,9 +82,10 @@ def ledoit_wolf_shrinkage(F: PreparedFeatures) -> tuple[float, float]:
 
 
 @register_metric("hscore_reg", requires=("features", "labels"))
-def hscore_regularized(features, labels) -> float:
-    """Ledoit-Wolf shrinkage-regularised H-score (higher is better)."""
-    F = prepare_features(features)
+@accepts_backend
+def hscore_regularized(features, labels, *, backend=None, device=None) -> float:
+    """Ledoit-Wolf shrinkage-regularised H-score (higher is better; ``backend`` / ``device`` as :func:`hscore`)."""
+    F = prepare_on(features, backend, device)
     shrinkage, mu = ledoit_wolf_shrinkage(F)
     if mu == 0:
         raise DegenerateInputError("features are constant: every column has zero variance, so the "

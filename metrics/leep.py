@@ -18,17 +18,21 @@ import numpy as np
 
 from ._linalg import class_sums
 from ._validation import EncodedLabels, check_labels, check_probabilities
+from ._backend import accepts_backend, resolve_backend, to_host
 from .registry import register_metric
 
 __all__ = ["leep", "leep_from_encoded"]
 
 
 @register_metric("leep", requires=("source_probs", "labels"))
-def leep(source_probs, labels) -> float:
-    """LEEP score (<= 0, higher is better) of source-head probabilities ``source_probs`` (N, Cs)."""
-    enc = check_labels(labels)
-    P = check_probabilities(source_probs, enc.index.shape[0])
-    return leep_from_encoded(P, enc)
+@accepts_backend
+def leep(source_probs, labels, *, backend=None, device=None) -> float:
+    """LEEP score (<= 0, higher is better) of source-head probabilities ``source_probs`` (N, Cs);
+    ``backend`` / ``device``: where the joint table is computed (:mod:`metrics._backend`)."""
+    B = resolve_backend(backend, device)
+    enc = check_labels(to_host(labels))
+    P = check_probabilities(to_host(source_probs), enc.index.shape[0])
+    return leep_from_encoded(P, enc) if B.numpy else B.leep(P, enc)
 
 
 def leep_from_encoded(P: np.ndarray, enc: EncodedLabels) -> float:

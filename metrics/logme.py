@@ -57,8 +57,9 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from ._linalg import class_sums
-from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_features
+from ._prepared import PreparedFeatures, PreparedLabelEmbeddings
 from ._validation import check_labels, check_positive, check_targets, pow2_scale
+from ._backend import accepts_backend, prepare_on
 from .registry import register_metric
 
 __all__ = ["logme", "max_log_evidence"]
@@ -75,7 +76,8 @@ START_GRID_PER_DECADE = 2
 
 
 @register_metric("logme", requires=("features", "labels"))
-def logme(features, labels, *, tol: float = 1e-10, max_iter: int = 10_000) -> float:
+@accepts_backend
+def logme(features, labels, *, tol: float = 1e-10, max_iter: int = 10_000, backend=None, device=None) -> float:
     """LogME score of ``features`` for ``labels`` (higher is better).
 
     Parameters
@@ -88,22 +90,28 @@ def logme(features, labels, *, tol: float = 1e-10, max_iter: int = 10_000) -> fl
         refused as ambiguous: cast to int for classes or reshape to (N, 1) for one regression target.
     tol, max_iter
         Convergence of the fixed point: stop when ``|t_new - t| <= tol * t`` for every target.
+    backend, device
+        Where the Gram matrix, its eigendecomposition and ``X^T Y`` are computed (``"numpy"`` default,
+        ``"torch"`` on ``device``; :mod:`metrics._backend`).
 
     Returns
     -------
     float
         Mean over targets of the maximum log evidence divided by N.
     """
-    return float(np.mean(max_log_evidence(features, labels, tol=tol, max_iter=max_iter)))
+    return float(np.mean(max_log_evidence(features, labels, tol=tol, max_iter=max_iter, backend=backend,
+                                          device=device)))
 
 
-def max_log_evidence(features, labels, *, tol: float = 1e-10, max_iter: int = 10_000) -> np.ndarray:
+@accepts_backend
+def max_log_evidence(features, labels, *, tol: float = 1e-10, max_iter: int = 10_000, backend=None,
+                     device=None) -> np.ndarray:
     """Per-target maximum log evidence / N, shape (T,) (see :func:`logme` for the arguments).
 
     ``labels`` may also be a :class:`metrics.PreparedLabelEmbeddings` (N, E, K): regression on its
     E K columns (column ``e * K + k``), computed from its distinct rows.
     """
-    F = prepare_features(features)
+    F = prepare_on(features, backend, device)
     tol = check_positive(tol, "tol")
     max_iter = check_positive(max_iter, "max_iter", integer=True)
     N = F.n_samples
@@ -144,13 +152,15 @@ def _max_log_evidence(F: PreparedFeatures, rows, index, counts, *, tol: float, m
             raise ValueError(f"labels has identically zero target column(s) {zero[:10].tolist()}; "
                              "their evidence is unbounded")
 
-    def project(A: np.ndarray, B: np.ndarray | None = None) -> np.ndarray:
-        """``B^T A^T Y`` for A (N, k) (B = identity if None), via per-group sums of the rows of A
-        when targets repeat; ordered so the widest product is (k, U) x (U, T) when U < N."""
+    def project(A: np.ndarray | None, B: np.ndarray | None = None) -> np.ndarray:
+        """``B^T A^T Y`` for A (N, k) (None: the features X, through their backend; B = identity if
+        None), via per-group sums of the rows of A when targets repeat; ordered so the widest product
+        is (k, U) x (U, T) when U < N."""
         if index is None:
-            AtY = A.T @ rows
+            AtY = F.transpose_matmul(rows) if A is None else A.T @ rows
             return AtY if B is None else B.T @ AtY
-        sums = class_sums(A, index, len(weights)).T                  # (k, U) = A^T (group indicator)
+        # (k, U) = A^T (group indicator)
+        sums = (F.group_sums(index, len(weights)) if A is None else class_sums(A, index, len(weights))).T
         if B is not None:
             sums = B.T @ sums
         return sums if rows is None else sums @ rows
@@ -158,7 +168,7 @@ def _max_log_evidence(F: PreparedFeatures, rows, index, counts, *, tol: float, m
     sigma, vecs, side = F.gram_eigh()
     if side == "primal":
         # z_i = v_i^T X^T y = s_i x_i  (D, T)
-        z = project(F.X, vecs)
+        z = project(None, vecs)
         positive = sigma > 0
         x2 = np.zeros_like(z)
         x2[positive] = (z[positive] / np.sqrt(sigma[positive, None])) ** 2     # no overflow of z^2

@@ -16,15 +16,21 @@ import numpy as np
 import scipy.sparse
 
 from ._validation import check_labels, check_probabilities
+from ._backend import accepts_backend, resolve_backend, to_host
 from .registry import register_metric
 
 __all__ = ["nce"]
 
 
-def nce(source_labels, labels) -> float:
-    """Negative conditional entropy ``-H(Y | Z)`` of target labels given source hard labels."""
-    enc_y = check_labels(labels)
-    enc_z = check_labels(source_labels, enc_y.index.shape[0], name="source_labels", min_classes=1)
+@accepts_backend
+def nce(source_labels, labels, *, backend=None, device=None) -> float:
+    """Negative conditional entropy ``-H(Y | Z)`` of target labels given source hard labels
+    (``backend`` / ``device``: where the joint table is computed, :mod:`metrics._backend`)."""
+    B = resolve_backend(backend, device)
+    enc_y = check_labels(to_host(labels))
+    enc_z = check_labels(to_host(source_labels), enc_y.index.shape[0], name="source_labels", min_classes=1)
+    if not B.numpy:
+        return B.nce(enc_y, enc_z)
     N = enc_y.index.shape[0]
     joint = scipy.sparse.coo_matrix((np.full(N, 1.0 / N), (enc_y.index, enc_z.index)),
                                     shape=(enc_y.n_classes, enc_z.n_classes)).tocsr()
@@ -35,7 +41,8 @@ def nce(source_labels, labels) -> float:
 
 
 @register_metric("nce", requires=("source_probs", "labels"))
-def nce_from_probs(source_probs, labels) -> float:
+@accepts_backend
+def nce_from_probs(source_probs, labels, *, backend=None, device=None) -> float:
     """Registry adapter: NCE with ``z = argmax`` of the source softmax ``source_probs`` (N, Cs)."""
-    P = check_probabilities(source_probs)
-    return nce(np.argmax(P, axis=1), labels)
+    P = check_probabilities(to_host(source_probs))
+    return nce(np.argmax(P, axis=1), labels, backend=backend, device=device)

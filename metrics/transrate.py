@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._linalg import logdet_identity_plus_gram, logdet_spd
-from ._prepared import prepare_features
+from ._linalg import logdet_identity_plus_gram
 from ._validation import check_labels, check_positive
+from ._backend import accepts_backend, prepare_on
 from .registry import register_metric
 
 __all__ = ["transrate", "coding_rate"]
@@ -33,20 +33,17 @@ def coding_rate(Z: np.ndarray, eps: float = 1e-4) -> float:
 
 
 @register_metric("transrate", requires=("features", "labels"))
-def transrate(features, labels, *, eps: float = 1e-4) -> float:
-    """TransRate score ``R(X) - mean_c R(X_c)`` (higher is better)."""
-    F = prepare_features(features)
+@accepts_backend
+def transrate(features, labels, *, eps: float = 1e-4, backend=None, device=None) -> float:
+    """TransRate score ``R(X) - mean_c R(X_c)`` (higher is better); ``backend`` / ``device``: where the
+    log-determinants are computed (:mod:`metrics._backend`)."""
+    F = prepare_on(features, backend, device)
     enc = check_labels(labels, F.n_samples)
     eps = check_positive(eps, "eps")
     N, D = F.shape
-    order = np.argsort(enc.index, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(enc.counts)])
-    Xs = F.X[order] - F.mean()
-    per_class = [coding_rate(Xs[bounds[c]:bounds[c + 1]], eps) for c in range(enc.n_classes)]
-    if N > D:   # R(X) from the (cached, shared) centred Gram matrix
-        M = F.centred_gram() / (N * eps)
-        M[np.diag_indices_from(M)] += 1.0
-        r_all = 0.5 * logdet_spd(M)
-    else:
-        r_all = coding_rate(Xs, eps)     # row order does not change the Gram determinant
+    # R(X_c) of the centred rows of each class; R(X) too when N <= D (row order leaves it unchanged)
+    rates = 0.5 * F.group_logdets(enc.index, 1.0 / (enc.counts * eps), whole_scale=None if N > D else 1.0 / (N * eps))
+    per_class = rates[:enc.n_classes]
+    # N > D: R(X) from the (cached, shared) centred Gram matrix
+    r_all = 0.5 * F.centred_gram_logdet(N * eps) if N > D else rates[-1]
     return float(r_all - np.mean(per_class))
