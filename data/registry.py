@@ -28,7 +28,7 @@ __all__ = ["DatasetSpec", "DATASETS", "DATA_ROOT_ENV", "KINDS", "DatasetNotFound
            "load_classnames_file"]
 
 DATA_ROOT_ENV = "MODEL_SELECTOR_DATA"
-KINDS = ("classification", "caption", "offline")
+KINDS = ("classification", "caption", "offline", "vqa", "rec", "tqa")   # vqa/rec/tqa: registered by tasks/
 _CLASSNAMES_DIR = Path(__file__).resolve().parent / "classnames"
 
 
@@ -61,7 +61,7 @@ class DatasetSpec:
             raise ValueError(f"dataset {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if not self.splits:
             raise ValueError(f"dataset {self.name!r}: no splits")
-        if self.kind != "offline" and self.subdir is None:
+        if self.kind in ("classification", "caption") and self.subdir is None:
             raise ValueError(f"dataset {self.name!r}: on-disk datasets need a subdir under the data root")
 
 
@@ -94,7 +94,7 @@ def resolve_root(spec: DatasetSpec, root=None) -> Optional[Path]:
     without any root raise :class:`DatasetNotFoundError`; a missing folder or required file raises
     it too, naming the path, the expected layout and where to get the data.
     """
-    if spec.kind == "offline":
+    if spec.subdir is None:            # offline / built sets: no data root
         return None
     base = root if root is not None else os.environ.get(DATA_ROOT_ENV)
     if base is None or str(base) == "":

@@ -40,8 +40,11 @@ class ScriptDefaults:
 
 def build_parser(defaults: ScriptDefaults, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--group", default=defaults.group,
-                   help=f"ground-truth group (available: {', '.join(list_groups())})")
+    p.add_argument("--task", default=defaults.task,
+                   help="target task (evaluation.runner.TASKS; the modules of tasks/ add vqa, rec, ...)")
+    p.add_argument("--group", default=None,
+                   help=f"ground-truth group (default: {defaults.group} for --task {defaults.task}, else the "
+                        f"task's own; available: {', '.join(list_groups())})")
     p.add_argument("--ground-truth-file", type=Path, default=None,
                    help="JSON table to register and use as the ground truth (schema: data.ground_truth)")
     p.add_argument("--no-ground-truth", action="store_true",
@@ -49,7 +52,8 @@ def build_parser(defaults: ScriptDefaults, description: str) -> argparse.Argumen
     p.add_argument("--models", nargs="+", default=defaults.models, help="default: the group's models")
     p.add_argument("--datasets", nargs="+", default=defaults.datasets, help="default: the group's datasets")
     p.add_argument("--metrics", nargs="+", default=defaults.metrics, help="default: the task's metric set")
-    p.add_argument("--encoders", nargs="+", default=list(defaults.encoders), help="text encoders of the label embeddings")
+    p.add_argument("--encoders", nargs="+", default=None,
+                   help=f"text encoders of the label embeddings (default: {' '.join(defaults.encoders)}, or the task's own)")
     p.add_argument("--cache-dir", type=Path, default=defaults.cache_dir, help="feature-cache root (data.cache layout)")
     p.add_argument("--results-dir", default=defaults.results_dir, help="results root ({group} is filled in)")
     p.add_argument("--stack-method", default=defaults.stack_method,
@@ -62,10 +66,33 @@ def build_parser(defaults: ScriptDefaults, description: str) -> argparse.Argumen
     return p
 
 
+def _print_wall_time(result, metric: str = "emms", baseline: str = "logme_flabel") -> None:
+    """EMMS vs LogME-on-the-same-F-labels wall time of this run (sum over models and datasets)."""
+    sums = {}
+    for name in (metric, baseline):
+        seconds = [s for r in result.datasets.values() for s in r.seconds.get(name, {}).values()]
+        if not seconds:
+            return
+        sums[name] = sum(seconds)
+    ratio = sums[baseline] / sums[metric] if sums[metric] > 0 else float("inf")
+    print(f"\nwall time (metric calls only): {metric} {sums[metric]:.3f} s, {baseline} {sums[baseline]:.3f} s, "
+          f"{baseline}/{metric} = {ratio:.2f}x")
+
+
 def main(defaults: ScriptDefaults, description: str, argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv``, evaluate, write tables (CSV/JSON) and figures, print the report."""
+    import tasks  # noqa: F401  (registers the task plugins; imported here: tasks imports evaluation)
+    from .runner import get_task
+
     args = build_parser(defaults, description).parse_args(argv)
-    group = args.group
+    try:
+        spec = get_task(args.task)
+    except KeyError as exc:
+        raise SystemExit(f"error: {exc.args[0]}") from None
+    own = args.task == defaults.task
+    group = args.group if args.group is not None else (defaults.group if own else spec.default_group)
+    encoders = args.encoders if args.encoders is not None else (
+        defaults.encoders if own or spec.default_encoders is None else spec.default_encoders)
     if args.ground_truth_file is not None:
         group = register_ground_truth_file(args.ground_truth_file)
     truth = None if args.no_ground_truth or group is None else load_ground_truth(group)
@@ -75,7 +102,7 @@ def main(defaults: ScriptDefaults, description: str, argv: Optional[Sequence[str
     results_dir = Path(str(args.results_dir).format(group=group if truth is not None else "no_ground_truth"))
     try:
         result = evaluate(args.cache_dir, results_dir, datasets=datasets, models=args.models, metrics=args.metrics,
-                          encoders=tuple(args.encoders), task=defaults.task, ground_truth=truth,
+                          encoders=tuple(encoders), task=spec.name, ground_truth=truth,
                           group=group if truth is not None else None, stack_method=args.stack_method,
                           random_state=args.random_state, progress=not args.quiet, n_jobs=args.n_jobs)
     except CacheMissingError as exc:  # a user-facing condition: the message names every missing file
@@ -84,6 +111,7 @@ def main(defaults: ScriptDefaults, description: str, argv: Optional[Sequence[str
     if not args.no_plots:
         written.update(write_report(result, results_dir / "plots"))
     print_report(result)
+    _print_wall_time(result)
     print(f"\n{result.computed} score(s) computed, {result.reused} reused from {results_dir / 'scores'}")
     print(f"results written under {results_dir} ({len(written)} files)")
     return 0

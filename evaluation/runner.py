@@ -56,6 +56,7 @@ class TaskSpec:
     provides: FrozenSet[str]
     default_metrics: Optional[Tuple[str, ...]]  # None: every registered metric
     default_group: str
+    default_encoders: Optional[Tuple[str, ...]] = None  # None: the script's encoders
 
 
 #: Registry of tasks (name -> :class:`TaskSpec`).

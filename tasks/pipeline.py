@@ -1,0 +1,133 @@
+"""Cache plumbing shared by the task modules: labels, per-sample text embeddings, fused features
+and the resumable ground-truth store. Every file is a ``data.cache`` entry with a record of what it
+was made from; a stale one is recomputed with one note.
+
+Cache keys of a task dataset: ``{dataset}`` for its ``train`` split (what the metrics score), and
+``{dataset}.{split}`` for the other splits (read by the ground truth only).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from data.cache import (CacheLayout, atomic_save_json, check_entry, entry_lock, load_npy, read_record, save_entry,
+                        stale_note)
+
+from .text import LOCAL_TEXT_ENCODERS, get_question_encoder
+
+__all__ = ["cache_key", "write_labels", "text_embeddings", "write_features", "file_record", "GroundTruthStore",
+           "split_candidate", "write_ground_truth_file"]
+
+
+def cache_key(dataset: str, split: str) -> str:
+    return dataset if split == "train" else f"{dataset}.{split}"
+
+
+def split_candidate(name: str, backbones: Sequence[str], encoders: Sequence[str]) -> tuple:
+    """``"backbone+encoder"`` -> (backbone, encoder), each checked against the allowed names."""
+    parts = str(name).split("+")
+    if len(parts) != 2 or parts[0] not in backbones or parts[1] not in encoders:
+        raise ValueError(f"candidate {name!r} must be 'backbone+text_encoder' with a backbone in "
+                         f"{sorted(backbones)} and a text encoder in {sorted(encoders)}")
+    return parts[0], parts[1]
+
+
+def _dataset_part(ds) -> dict:
+    return {"fingerprint": ds.fingerprint, "n": int(len(ds))}
+
+
+def write_labels(cache_dir, key: str, ds, labels: np.ndarray, log: Callable[[str], None] = print) -> Path:
+    """``labels/{key}.npy`` (N,) int64 with the dataset's fingerprint in its record."""
+    path = CacheLayout(cache_dir).labels(key)
+    made_from = {"dataset": _dataset_part(ds)}
+    with entry_lock(path):
+        check = check_entry(path, made_from)
+        if not check.valid:
+            if check.reason:
+                log(stale_note("labels", path, check.reason))
+            save_entry(path, np.asarray(labels, dtype=np.int64), made_from)
+    return path
+
+
+def text_embeddings(cache_dir, key: str, texts: Sequence[str], encoder: str, role: str, *,
+                    progress: bool = False, log: Callable[[str], None] = print) -> np.ndarray:
+    """(N, E) embeddings of per-sample ``texts`` with ``encoder``, cached as
+    ``caption_embeddings/{key}/{role}.{encoder}.npy`` (``Label_embedding.write_caption_embeddings``)."""
+    from Label_embedding.embed import write_caption_embeddings
+
+    enc = get_question_encoder(encoder) if encoder in LOCAL_TEXT_ENCODERS else encoder
+    cache_name = encoder if role == "" else f"{role}.{encoder}"
+    path = write_caption_embeddings(key, enc, cache_dir, captions=list(texts), cache_name=cache_name,
+                                    progress=progress, log=log)
+    return load_npy(path)
+
+
+def file_record(path: Path) -> dict:
+    """``{"file", "sha256"}`` of a cache entry (what a derived entry was made from)."""
+    rec = read_record(path)
+    return {"file": Path(path).name, "sha256": None if rec is None else rec["sha256"]}
+
+
+def write_features(cache_dir, key: str, candidate: str, ds, made_from: Mapping, compute: Callable[[], np.ndarray],
+                   log: Callable[[str], None] = print) -> tuple:
+    """``features/{key}/{candidate}.npy`` = ``compute()`` unless a valid entry made from the same
+    ``made_from`` (plus the dataset's fingerprint) exists; returns (path, "extracted" | "skipped")."""
+    path = CacheLayout(cache_dir).features(key, candidate)
+    full = {"dataset": _dataset_part(ds), **made_from}
+    with entry_lock(path):
+        check = check_entry(path, full)
+        if check.valid:
+            return path, "skipped"
+        if check.reason:
+            log(stale_note("features", path, check.reason))
+        x = compute()
+        if x.shape[0] != len(ds) or not np.all(np.isfinite(x)):
+            raise ValueError(f"{candidate}: fused features of shape {x.shape} for {len(ds)} samples (or non-finite)")
+        save_entry(path, x, full)
+    return path, "extracted"
+
+
+class GroundTruthStore:
+    """Per-candidate ground-truth runs in one JSON file, written atomically after each run.
+
+    The file holds ``{"protocol": {...}, "runs": {candidate: record}}``; opening it with another
+    protocol raises ``ValueError`` naming the file (delete it or use another path)."""
+
+    def __init__(self, path, protocol: Mapping):
+        self.path = Path(path)
+        self.protocol = json.loads(json.dumps(dict(protocol)))
+        self.runs: Dict[str, dict] = {}
+        if self.path.is_file():
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            if doc.get("protocol") != self.protocol:
+                raise ValueError(f"{self.path} holds runs of another protocol ({doc.get('protocol')}); delete it "
+                                 "or pass another partial path")
+            self.runs = dict(doc.get("runs", {}))
+
+    def get(self, candidate: str) -> Optional[dict]:
+        return self.runs.get(candidate)
+
+    def put(self, candidate: str, record: dict) -> None:
+        """Add one run; merges with runs another process wrote meanwhile (under a file lock)."""
+        with entry_lock(self.path):
+            if self.path.is_file():
+                doc = json.loads(self.path.read_text(encoding="utf-8"))
+                if doc.get("protocol") == self.protocol:
+                    self.runs = {**doc.get("runs", {}), **self.runs}
+            self.runs[candidate] = record
+            atomic_save_json(self.path, {"protocol": self.protocol, "runs": self.runs})
+
+
+def write_ground_truth_file(path, *, group: str, dataset: str, measure: str, unit: str, runs: Mapping[str, dict],
+                            about: str, protocol: Mapping, source: str) -> Path:
+    """Write ``{group}.json`` in the schema of ``data.ground_truth`` (table = each run's ``test``)."""
+    from data.ground_truth import validate_ground_truth_table
+
+    table = validate_ground_truth_table({dataset: {c: r["test"] for c, r in runs.items()}}, where=str(path))
+    doc = {"about": about, "group": group, "source": source, "unit": unit, "dataset_measure": {dataset: measure},
+           "protocol": dict(protocol), group: table,
+           "runs": {c: {k: v for k, v in r.items()} for c, r in runs.items()}}
+    return atomic_save_json(path, doc)

@@ -1,0 +1,154 @@
+"""Visual question answering (EMMS: "the same pipeline as the categorization task").
+
+* Label (F-label): the answer string; the answer vocabulary (C answers) is embedded once per
+  answer with every text encoder (``label_embeddings/{dataset}/{encoder}.npy``, (C, E), the bare
+  answer, no prompt) and gathered per sample by the answer id: label source ``"answers"``.
+  ``labels/{dataset}.npy`` holds the answer ids, so every classification metric that needs no
+  source head applies (LogME, H-score, NLEEP, SFDA, ...; LEEP / NCE need a source head, which a
+  fused candidate does not have).
+* Candidate ``"{backbone}+{question encoder}"``: a registered image backbone (``models``) and a
+  question encoder (``tasks.text``). Feature X (N, D): ``tasks.fusion.bilinear_fusion`` of the
+  backbone's pooled feature of the sample's image (``tasks.images``, "pooled") and the question's
+  embedding (mean-pooled over real tokens for the transformer encoders, no padding).
+* Ground truth (``finetune_vqa.py``): per candidate an :class:`tasks.heads.AnswerHead` trained on the
+  frozen image feature and question embedding of the train split (80% fit / 20% validation, lr
+  chosen on validation), answer accuracy (percent) on the test split's questions.
+
+Offline set: ``easyvqa_vqa`` (``tasks.vqa_data``). Full-scale loaders: ``tasks.vqa_loaders``.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+from data.registry import DatasetSpec
+from evaluation.inputs import LabelSource
+from evaluation.runner import TaskSpec
+
+from .base import TaskPlugin, metrics_for, register_task
+from .fusion import FUSION_VERSION, bilinear_fusion
+from .images import cached_image_arrays, image_array_path
+from .pipeline import GroundTruthStore, cache_key, file_record, split_candidate, text_embeddings, write_features, \
+    write_labels
+from .vqa_data import build_easyvqa
+
+__all__ = ["PLUGIN", "BACKBONES", "QUESTION_ENCODERS", "CANDIDATES", "extract", "ground_truth", "GT_PROTOCOL"]
+
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "dinov2_s", "ocr_det", "ocr_rec", "ocr_cls")
+QUESTION_ENCODERS = ("minilm", "bow")
+CANDIDATES = tuple(f"{b}+{q}" for b in BACKBONES for q in QUESTION_ENCODERS)
+DATASET = "easyvqa_vqa"
+
+GT_PROTOCOL = {"head": "AnswerHead(hidden=256) on frozen image feature + frozen question embedding",
+               "val_fraction": 0.2, "lrs": [1e-3, 3e-3], "epochs": 30, "batch_size": 64, "weight_decay": 1e-4,
+               "seed": 0, "standardise": "per-column mean/std of the fit rows"}
+
+_PROVIDES = frozenset({"features", "labels", "label_embeddings"})
+
+PLUGIN = register_task(TaskPlugin(
+    name="vqa",
+    specs=(TaskSpec(name="vqa", label_source="answers", provides=_PROVIDES, default_metrics=metrics_for(_PROVIDES),
+                    default_group="offline_vqa", default_encoders=("minilm",)),),
+    evaluate_script="evaluate_metric_cls.py",
+    label_text={"vqa": "the answer string (bare, no prompt), one embedding per answer, gathered per sample"},
+    measure="accuracy",
+    description="visual question answering: answer ids over a vocabulary, fused image-question features",
+    label_sources=(LabelSource(name="answers", path=lambda layout, dataset, encoder: layout.label_embedding(dataset, encoder),
+                               needs_labels=True, description="(C, E) answer-string embeddings indexed by the answer ids"),),
+    datasets=(DatasetSpec(name=DATASET, kind="vqa", build=build_easyvqa, splits=("train", "test"),
+                          description="seeded subset of easy-VQA 1.0 questions (PyPI easy-vqa), 13 answers"),),
+    candidates={c: "pooled image feature of {} fused with the {} question embedding".format(*c.split("+"))
+                for c in CANDIDATES},
+))
+
+
+def _question_encoders():
+    from .text import question_encoder_names
+    return question_encoder_names()
+
+
+def _features_of(cache_dir, key, ds, candidate, *, device, progress, log):
+    from models import list_models
+    backbone, qenc = split_candidate(candidate, list_models(), _question_encoders())
+    img = cached_image_arrays(cache_dir, key, ds.image_fingerprint, ds.images, backbone, "pooled", device=device,
+                              progress=progress, log=log)
+    q = text_embeddings(cache_dir, key, ds.questions, qenc, "question", log=log)
+    return img, q
+
+
+def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str = DATASET, split: str = "train",
+            encoders: Sequence[str] = ("minilm",), data_root=None, device: Optional[str] = None,
+            progress: bool = True, log: Callable[[str], None] = print, **dataset_options) -> Dict[str, str]:
+    """Write labels, answer embeddings (every encoder) and the fused features of every candidate
+    for ``dataset``/``split`` into the cache; returns ``{candidate: "extracted" | "skipped"}``."""
+    import data
+    from Label_embedding.embed import write_label_embeddings
+
+    ds = data.get_dataset(dataset, split=split, root=data_root, **dataset_options)
+    key = cache_key(dataset, split)
+    write_labels(cache_dir, key, ds, ds.targets, log=log)
+    for enc in encoders:
+        write_label_embeddings(key, enc, cache_dir, classnames=ds.classes, templates="name", readable=False,
+                               progress=False, log=log)
+    status = {}
+    for cand in candidates:
+        t0 = time.perf_counter()
+        img, q = _features_of(cache_dir, key, ds, cand, device=device, progress=progress, log=log)
+        image_file = image_array_path(cache_dir, "pooled", key, cand.split("+")[0])
+        made_from = {"candidate": cand, "image": file_record(image_file), "fusion": FUSION_VERSION,
+                     "question_sha256": _sha(q)}
+        _, status[cand] = write_features(cache_dir, key, cand, ds, made_from,
+                                         lambda: bilinear_fusion(img[ds.image_index], q), log=log)
+        log(f"[{status[cand]}] {key}/{cand} ({time.perf_counter() - t0:.1f} s)")
+    return status
+
+
+def _sha(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def ground_truth(candidates: Sequence[str] = CANDIDATES, *, cache_dir, partial_path, dataset: str = DATASET,
+                 data_root=None, device: Optional[str] = None, protocol: Optional[dict] = None, progress: bool = True,
+                 log: Callable[[str], None] = print) -> Dict[str, dict]:
+    """Train the answer head of every candidate (module docstring); resumable through ``partial_path``.
+    Returns ``{candidate: record}`` with ``test`` = answer accuracy (percent) on the test split."""
+    import torch
+    from torch.nn import functional as F
+
+    import data
+
+    from .heads import AnswerHead, select_lr, standardiser
+
+    proto = dict(GT_PROTOCOL if protocol is None else protocol)
+    store = GroundTruthStore(partial_path, {"dataset": dataset, **proto})
+    train = data.get_dataset(dataset, split="train", root=data_root)
+    test = data.get_dataset(dataset, split="test", root=data_root)
+    rng = np.random.default_rng(proto["seed"])
+    order = rng.permutation(len(train))
+    n_val = int(round(proto["val_fraction"] * len(train)))
+    val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    accuracy = lambda logits, y: float(100.0 * (logits.argmax(1) == y).float().mean())
+    for cand in candidates:
+        if store.get(cand) is not None:
+            continue
+        t0 = time.perf_counter()
+        img_tr, q_tr = _features_of(cache_dir, cache_key(dataset, "train"), train, cand, device=device,
+                                    progress=progress, log=log)
+        img_te, q_te = _features_of(cache_dir, cache_key(dataset, "test"), test, cand, device=device,
+                                    progress=progress, log=log)
+        i_tr, i_te = img_tr[train.image_index], img_te[test.image_index]
+        si, sq = standardiser(i_tr[fit_idx]), standardiser(q_tr[fit_idx])
+        y_tr, y_te = torch.from_numpy(train.targets), torch.from_numpy(test.targets)
+        part = lambda idx: ((si(i_tr[idx]), sq(q_tr[idx])), y_tr[idx])
+        res = select_lr(lambda: AnswerHead(i_tr.shape[1], q_tr.shape[1], len(train.classes)),
+                        part(fit_idx), part(val_idx), ((si(i_te), sq(q_te)), y_te), F.cross_entropy, accuracy,
+                        lrs=proto["lrs"], epochs=proto["epochs"], batch_size=proto["batch_size"],
+                        weight_decay=proto["weight_decay"], seed=proto["seed"])
+        res.update({"n_fit": int(fit_idx.size), "n_val": int(n_val), "n_test": len(test),
+                    "seconds": round(time.perf_counter() - t0, 2)})
+        store.put(cand, res)
+        log(f"[gt] {cand}: test accuracy {res['test']:.2f}% (lr {res['best_lr']}, {res['seconds']} s)")
+    return {c: store.get(c) for c in candidates}
