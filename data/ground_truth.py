@@ -45,6 +45,8 @@ __all__ = [
     "GROUND_TRUTH_DIR",
     "load_ground_truth",
     "ground_truth_info",
+    "load_ground_truth_runs",
+    "ground_truth_seeds",
     "list_groups",
     "register_ground_truth_file",
     "validate_ground_truth_table",
@@ -140,6 +142,41 @@ def ground_truth_info(group: str) -> dict:
     info.setdefault("group", group)
     info["path"] = str(path)
     return info
+
+
+def load_ground_truth_runs(group: str) -> Dict[str, Dict[str, dict]]:
+    """Per-run details of ``group``: ``{dataset: {model: run record}}`` from the file's ``"runs"``
+    (the fine-tuning tables written by ``finetune.py``); ``{}`` for a group without them."""
+    path = _resolve(group)
+    runs = _load_json(path).get("runs", {})
+    if not isinstance(runs, Mapping) or not all(isinstance(r, Mapping) for r in runs.values()):
+        raise ValueError(f"ground-truth file {path}: 'runs' must map dataset -> {{model: record}}")
+    return {str(d): {str(m): dict(rec) for m, rec in row.items()} for d, row in runs.items()}
+
+
+def ground_truth_seeds(group: str) -> Dict[str, Dict[str, List[float]]]:
+    """Per-seed values of ``group``: ``{dataset: {model: [test accuracy of each seed]}}``.
+
+    Read from each run's ``test_acc_seeds``; a run without them (one seed, or a published table
+    without runs) is left out, i.e. carries no seed noise. Each list's mean is the table's value
+    (checked: a mismatch raises ``ValueError`` naming the cell)."""
+    path = _resolve(group)
+    table = _table(_load_json(path), path, group)
+    out: Dict[str, Dict[str, List[float]]] = {}
+    for dataset, row in load_ground_truth_runs(group).items():
+        for model, rec in row.items():
+            seeds = rec.get("test_acc_seeds")
+            if seeds is None:
+                continue
+            vals = [float(v) for v in seeds]
+            if not vals or not all(math.isfinite(v) for v in vals):
+                raise ValueError(f"ground-truth file {path}: test_acc_seeds of {model!r} on {dataset!r} is {seeds!r}")
+            value = table.get(dataset, {}).get(model)
+            if value is None or not math.isclose(sum(vals) / len(vals), value, rel_tol=1e-9, abs_tol=1e-9):
+                raise ValueError(f"ground-truth file {path}: the seeds of {model!r} on {dataset!r} average "
+                                 f"{sum(vals) / len(vals):.6g}, the table says {value!r}")
+            out.setdefault(dataset, {})[model] = vals
+    return out
 
 
 def register_ground_truth_file(path: str | os.PathLike, group: str | None = None) -> str:

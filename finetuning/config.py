@@ -21,8 +21,14 @@ class FinetuneConfig:
     the LogME/SFDA benchmarks it follows, with a learning-rate grid searched on a validation split.
 
     Attributes:
-        lrs: learning-rate grid; each value is one full training run, the winner is picked on the
-            validation accuracy (ties: the first value in grid order).
+        lrs: starting learning-rate grid; each value is one full training run, the winner is picked
+            on the validation accuracy (ties: the first value evaluated).
+        max_lr_extensions: how many times the grid may grow by one decade (``x 10`` above the
+            largest value or ``/ 10`` below the smallest) while the best value sits at its edge;
+            0 keeps the grid fixed. A run records ``lr_bracketed`` (best value interior or not).
+        n_seeds: training seeds at the chosen learning rate: ``seed, seed + 1, ...``; the reported
+            accuracy is their mean (``test_acc_seeds``, ``test_acc_std`` in the record). The seed
+            changes the head initialisation and the batch order, never the subsets.
         epochs: passes over the training subset (fixed, no early stopping).
         resolution: the shorter image side in pixels after the reduced-resolution resize (the aspect
             ratio is kept; images whose shorter side is already <= ``resolution`` are left at native
@@ -30,8 +36,11 @@ class FinetuneConfig:
         size_multiple: resized sides are rounded to a multiple of this (patch size of ViTs, total
             stride of CNNs).
         n_train_per_class, n_val_per_class: per-class sizes of the training and validation subsets,
-            both carved (stratified, disjoint, seeded) from the dataset's ``train`` split.
-        n_test_per_class: per-class size of the held-out subset of the ``test`` split.
+            both carved (stratified, disjoint, seeded) from the dataset's ``train`` split; every
+            class must hold ``n_train_per_class`` + 1 images, and the validation size is capped at
+            what the smallest class has left (:func:`finetuning.splits.protocol_subsets`).
+        n_test_per_class: per-class size of the held-out subset of the ``test`` split, capped at
+            the smallest test class.
         batch_size: mini-batch size; a trailing batch of one sample is dropped (batch norm needs two).
         optimizer: key of :data:`finetuning.engine.OPTIMIZERS` (``"adamw"`` or ``"sgd"``).
         weight_decay: decoupled weight decay (AdamW) or L2 (SGD), on weights only (not biases/norms).
@@ -40,13 +49,16 @@ class FinetuneConfig:
         label_smoothing: cross-entropy label smoothing.
         freeze_bn_stats: keep batch-norm running statistics at their pre-trained values (affine
             parameters still train); ``False`` lets them adapt to the target data.
-        seed: seeds the subset selection, the head initialisation and the batch order.
+        seed: seeds the subset selection, and the head initialisation and batch order of the
+            learning-rate search (the first of the ``n_seeds`` repetitions).
         num_threads: ``torch.set_num_threads`` value during the runs. On the project's 2 shared
             cores one thread is the default: with 2 threads a training step ran ~10x slower than
             with 1 whenever another process held a core (OpenMP threads wait on each other).
     """
 
     lrs: Tuple[float, ...] = (3e-3, 3e-4, 3e-5)
+    max_lr_extensions: int = 0
+    n_seeds: int = 1
     epochs: int = 5
     resolution: Optional[int] = 56
     size_multiple: int = 14
@@ -71,7 +83,10 @@ class FinetuneConfig:
         if len(set(lrs)) != len(lrs):
             raise ValueError(f"lrs contains duplicates: {lrs}")
         object.__setattr__(self, "lrs", lrs)
-        for name in ("epochs", "size_multiple", "n_train_per_class", "n_val_per_class",
+        if isinstance(self.max_lr_extensions, bool) or not isinstance(self.max_lr_extensions, int) \
+                or self.max_lr_extensions < 0:
+            raise ValueError(f"max_lr_extensions must be a non-negative integer, got {self.max_lr_extensions!r}")
+        for name in ("n_seeds", "epochs", "size_multiple", "n_train_per_class", "n_val_per_class",
                      "n_test_per_class", "batch_size", "num_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -95,6 +110,11 @@ class FinetuneConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    @property
+    def seeds(self) -> Tuple[int, ...]:
+        """The training seeds at the chosen learning rate: ``(seed, ..., seed + n_seeds - 1)``."""
+        return tuple(range(self.seed, self.seed + self.n_seeds))
 
     def to_dict(self) -> dict:
         """JSON-ready dict (``lrs`` as a list)."""

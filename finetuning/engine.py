@@ -21,6 +21,7 @@ __all__ = [
     "OPTIMIZERS",
     "register_optimizer",
     "reduced_size",
+    "ReducedResolution",
     "prepare_inputs",
     "build_optimizer",
     "warmup_cosine_lambda",
@@ -72,33 +73,58 @@ def reduced_size(height: int, width: int, resolution: Optional[int], multiple: i
     return snap(height), snap(width)
 
 
+class ReducedResolution:
+    """The protocol's image pipeline: ``preprocess`` (the model's own, native size + normalisation),
+    then an anti-aliased bilinear shrink to :func:`reduced_size` ``(resolution, multiple)``.
+
+    One object serves fine-tuning (:func:`prepare_inputs`) and the metrics' feature extraction
+    (:func:`finetuning.protocol.extraction_preprocess`), so both see the same tensors. The
+    per-channel affine normalisation commutes with the resize (interpolation weights sum to one):
+    this equals "resize to R px, then normalise". Picklable; its ``repr`` (the cache record's
+    preprocess description) names the wrapped transform and both numbers.
+    """
+
+    def __init__(self, preprocess: Callable, resolution: Optional[int], multiple: int = 1):
+        if not callable(preprocess):
+            raise ValueError(f"preprocess must be callable, got {type(preprocess).__name__}")
+        self.preprocess = preprocess
+        self.resolution = resolution
+        self.multiple = int(multiple)
+
+    def __call__(self, image) -> torch.Tensor:
+        x = self.preprocess(image)
+        if not isinstance(x, torch.Tensor) or x.ndim != 3:
+            raise ValueError(f"preprocess must return a CxHxW tensor, got "
+                             f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
+        size = reduced_size(x.shape[1], x.shape[2], self.resolution, self.multiple)
+        if size != tuple(x.shape[1:]):
+            x = F.interpolate(x[None].float(), size=size, mode="bilinear", align_corners=False,
+                              antialias=True)[0]
+        return x.float()
+
+    def __repr__(self) -> str:
+        from data.fingerprint import describe
+
+        return (f"ReducedResolution({describe(self.preprocess)}, resolution={self.resolution}, "
+                f"multiple={self.multiple})")
+
+
 def prepare_inputs(dataset, indices: Sequence[int], preprocess: Callable, resolution: Optional[int],
                    multiple: int = 1, *, desc: str = "preprocess",
                    progress: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Preprocess ``dataset[i]`` for ``i`` in ``indices`` into one input tensor and one label tensor.
-
-    Each image goes through the model's own ``preprocess`` (native size + the model's normalisation)
-    and is then shrunk with an anti-aliased bilinear resize to :func:`reduced_size`. The per-channel
-    affine normalisation commutes with the resize (interpolation weights sum to one), so this equals
-    "resize to R px, then normalise".
+    """``ReducedResolution(preprocess, resolution, multiple)(dataset[i])`` for ``i`` in ``indices``,
+    stacked into one input tensor and one label tensor.
 
     Returns:
         ``x`` (N, C, h, w) float32 and ``y`` (N,) int64, in the order of ``indices``.
     """
     from tqdm.auto import tqdm
 
+    pipeline = ReducedResolution(preprocess, resolution, multiple)
     xs, ys = [], []
     for i in tqdm(indices, desc=desc, unit="img", leave=False, disable=not progress):
         image, label = dataset[int(i)]
-        x = preprocess(image)
-        if not isinstance(x, torch.Tensor) or x.ndim != 3:
-            raise ValueError(f"preprocess must return a CxHxW tensor, got "
-                             f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
-        size = reduced_size(x.shape[1], x.shape[2], resolution, multiple)
-        if size != tuple(x.shape[1:]):
-            x = F.interpolate(x[None].float(), size=size, mode="bilinear", align_corners=False,
-                              antialias=True)[0]
-        xs.append(x.float())
+        xs.append(pipeline(image))
         ys.append(int(label))
     if not xs:
         raise ValueError(f"{desc}: no samples selected")

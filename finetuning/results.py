@@ -1,42 +1,73 @@
-"""Resumable store of finished (model, dataset) fine-tuning records.
+"""Resumable store of finished fine-tuning work: whole (model, dataset) records and single trials.
 
-One JSON file, rewritten atomically after every run::
+One JSON file, rewritten atomically after every finished training run::
 
-    {"protocol": FinetuneConfig.to_dict(), "runs": {dataset: {model: record}}}
+    {"protocol": FinetuneConfig.to_dict(),
+     "runs":   {dataset: {model: record}},                 # finished (model, dataset) pairs
+     "trials": {dataset: {model: {"lr=<lr>,seed=<s>": trial}}}}   # finished single runs
 
-A killed benchmark restarts where it stopped; a file written under another protocol is refused
-rather than silently mixed with new results.
+A killed benchmark restarts where it stopped, down to the last finished training run of a pair
+(one (lr, seed) trial); a file written under another protocol is refused rather than silently
+mixed with new results. Every write happens under :func:`data.cache.entry_lock` and merges the
+file's current content first, so two processes filling different pairs of one file keep both.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from .config import FinetuneConfig
 
-__all__ = ["ResultsStore"]
+__all__ = ["ResultsStore", "trial_key", "read_results"]
+
+
+def trial_key(lr: float, seed: int) -> str:
+    """Key of one training run in the store: ``"lr=<repr>,seed=<int>"`` (exact float repr)."""
+    return f"lr={float(lr)!r},seed={int(seed)}"
 
 
 class ResultsStore:
-    """Finished fine-tuning records of one protocol, persisted at ``path``."""
+    """Finished fine-tuning records and trials of one protocol, persisted at ``path``."""
 
     def __init__(self, path: str | Path, config: FinetuneConfig):
         self.path = Path(path)
         self.config = config
         self._runs: Dict[str, Dict[str, dict]] = {}
-        if self.path.is_file():
-            try:
-                doc = json.loads(self.path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"partial results file {self.path} is not valid JSON ({exc}); "
-                                 "delete it to start over") from None
-            if not isinstance(doc, dict) or "protocol" not in doc or "runs" not in doc:
-                raise ValueError(f"partial results file {self.path} lacks 'protocol'/'runs'; delete it to start over")
-            if doc["protocol"] != config.to_dict():
-                raise ValueError(f"partial results file {self.path} was measured under another protocol "
-                                 f"({doc['protocol']}); delete it (or run with --restart) to use {config.to_dict()}")
-            self._runs = doc["runs"]
+        self._trials: Dict[str, Dict[str, Dict[str, dict]]] = {}
+        self._merge(self._read())
+
+    def _read(self) -> Optional[dict]:
+        if not self.path.is_file():
+            return None
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"partial results file {self.path} is not valid JSON ({exc}); "
+                             "delete it to start over") from None
+        if not isinstance(doc, dict) or "protocol" not in doc or "runs" not in doc:
+            raise ValueError(f"partial results file {self.path} lacks 'protocol'/'runs'; delete it to start over")
+        if FinetuneConfig.from_dict(doc["protocol"]) != self.config:
+            raise ValueError(f"partial results file {self.path} was measured under another protocol "
+                             f"({doc['protocol']}); delete it (or run with --restart) to use {self.config.to_dict()}")
+        return doc
+
+    def _merge(self, doc: Optional[dict]) -> None:
+        if doc is None:
+            return
+        for dataset, row in doc["runs"].items():
+            self._runs.setdefault(dataset, {}).update(row)
+        for dataset, row in doc.get("trials", {}).items():
+            for model, trials in row.items():
+                self._trials.setdefault(dataset, {}).setdefault(model, {}).update(trials)
+
+    def _save(self) -> None:
+        from data.cache import atomic_save_json, entry_lock
+
+        with entry_lock(self.path):
+            self._merge(self._read())          # keep what another process wrote meanwhile
+            atomic_save_json(self.path, {"protocol": self.config.to_dict(), "runs": self._runs,
+                                         "trials": self._trials})
 
     def __len__(self) -> int:
         return sum(len(row) for row in self._runs.values())
@@ -52,11 +83,33 @@ class ResultsStore:
 
     def put(self, record: dict) -> None:
         """Add a finished record (keys ``model`` and ``dataset`` required) and save atomically."""
-        from data.cache import atomic_save_json
-
         try:
             model, dataset = record["model"], record["dataset"]
         except KeyError as exc:
             raise ValueError(f"record lacks key {exc}") from None
         self._runs.setdefault(dataset, {})[model] = record
-        atomic_save_json(self.path, {"protocol": self.config.to_dict(), "runs": self._runs})
+        self._save()
+
+    def get_trial(self, model: str, dataset: str, lr: float, seed: int) -> Optional[dict]:
+        """The finished (lr, seed) training run of ``model`` on ``dataset``, or ``None``."""
+        return self._trials.get(dataset, {}).get(model, {}).get(trial_key(lr, seed))
+
+    def put_trial(self, model: str, dataset: str, lr: float, seed: int, trial: dict) -> None:
+        """Keep one finished training run (saved atomically at once)."""
+        self._trials.setdefault(dataset, {}).setdefault(model, {})[trial_key(lr, seed)] = trial
+        self._save()
+
+
+def read_results(path: str | Path) -> tuple:
+    """``(config, {dataset: {model: test_acc}})`` of a partial-results file or a finished table
+    (its ``protocol`` and its finished runs' ``test_acc``), for comparing against a table that is
+    still being filled."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"fine-tuning results not found: {path} (run finetune.py)")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or "protocol" not in doc or "runs" not in doc:
+        raise ValueError(f"{path} is neither a partial-results file nor a fine-tuning table ('protocol', 'runs')")
+    protocol = {k: v for k, v in doc["protocol"].items() if k != "description"}
+    table = {d: {m: float(r["test_acc"]) for m, r in row.items()} for d, row in doc["runs"].items()}
+    return FinetuneConfig.from_dict(protocol), table

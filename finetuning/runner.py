@@ -3,13 +3,16 @@
 Protocol (:class:`~finetuning.config.FinetuneConfig` holds the numbers):
 
 1. From the dataset's ``train`` split draw, per class, ``n_train`` training and ``n_val`` validation
-   samples (disjoint, stratified, seeded); from its ``test`` split ``n_test`` per class.
+   samples (disjoint, stratified, seeded); from its ``test`` split ``n_test`` per class
+   (:func:`finetuning.splits.protocol_subsets`; the training images are the ones the metrics score).
 2. For every learning rate of the grid: build a fresh pre-trained model with a new linear head
    (``model_factory(name, num_classes)``, same seed, so the head starts identical), fine-tune every
    parameter for ``epochs`` epochs (:func:`finetuning.engine.train_model`), measure validation and
-   test accuracy.
-3. Report the test accuracy of the learning rate with the best validation accuracy
-   (:func:`select_best_lr`); test accuracy never influences the choice.
+   test accuracy. While the best validation accuracy sits at the grid's edge, extend the grid by a
+   decade on that side (at most ``max_lr_extensions`` times; ``lr_bracketed`` records the outcome).
+3. At the learning rate with the best validation accuracy (:func:`select_best_lr`) repeat the run
+   with ``n_seeds`` seeds and report the mean test accuracy and its standard deviation; test
+   accuracy never influences the choice.
 
 This is the EMMS / LogME fine-tuning ground truth (grid-searched hyper-parameters, best model's
 test accuracy; Meng et al., NeurIPS 2023; You et al., ICML 2021) scaled down to a CPU budget.
@@ -26,11 +29,11 @@ import torch
 from .config import FinetuneConfig
 from .engine import accuracy_percent, check_input_size, prepare_inputs, train_model
 from .results import ResultsStore
-from .splits import stratified_subsets
-from .table import build_table
+from .splits import protocol_subsets
+from .table import GROUP, build_table
 
-__all__ = ["select_best_lr", "finetune_pair", "run_benchmark", "default_model_factory",
-           "default_dataset_getter"]
+__all__ = ["TimeBudgetExceeded", "select_best_lr", "next_lr", "is_bracketed", "finetune_pair", "run_benchmark",
+           "default_model_factory", "default_dataset_getter", "LR_EXTENSION_FACTOR", "LR_LIMITS"]
 
 ModelFactory = Callable[[str, int], tuple]  # (name, num_classes) -> (nn.Module, preprocess)
 DatasetGetter = Callable[..., object]       # (name, split=...) -> dataset with .targets, .classes
@@ -78,17 +81,64 @@ def _targets(ds, where: str) -> np.ndarray:
     return y
 
 
+class TimeBudgetExceeded(RuntimeError):
+    """Raised before a training run would start after the benchmark's deadline (work so far is kept)."""
+
+
+#: factor of one grid extension (a decade) and the range the adaptive search stays inside
+LR_EXTENSION_FACTOR = 10.0
+LR_LIMITS = (1e-7, 1.0)
+
+
+def next_lr(val_acc: Mapping[float, float], best_lr: float) -> Optional[float]:
+    """The learning rate the adaptive search tries next, or ``None`` when ``best_lr`` is bracketed.
+
+    ``best_lr`` at the top of the evaluated values -> ``best_lr * 10``; at the bottom ->
+    ``best_lr / 10``; interior (or the next value would leave :data:`LR_LIMITS`) -> ``None``.
+    A single evaluated value counts as the top edge.
+    """
+    lrs = sorted(val_acc)
+    if best_lr == lrs[-1]:
+        cand = best_lr * LR_EXTENSION_FACTOR
+    elif best_lr == lrs[0]:
+        cand = best_lr / LR_EXTENSION_FACTOR
+    else:
+        return None
+    cand = float(f"{cand:.6g}")        # 3e-3 * 10 -> 0.03, not 0.030000000000000002
+    return cand if LR_LIMITS[0] <= cand <= LR_LIMITS[1] and cand not in val_acc else None
+
+
+def is_bracketed(lrs: Sequence[float], best_lr: float) -> bool:
+    """True when ``best_lr`` has an evaluated value on each side (strictly inside the grid)."""
+    return min(lrs) < best_lr < max(lrs)
+
+
 def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
                   model_factory: ModelFactory = default_model_factory,
                   dataset_getter: DatasetGetter = default_dataset_getter,
-                  progress: bool = True) -> dict:
-    """Fine-tune ``model_name`` on ``dataset_name`` over the lr grid and return the run's record.
+                  progress: bool = True, store: Optional[ResultsStore] = None,
+                  deadline: Optional[float] = None) -> dict:
+    """Fine-tune ``model_name`` on ``dataset_name``: adaptive lr search, then ``n_seeds`` seeds.
 
-    Record keys: ``model, dataset, num_classes, n_train, n_val, n_test, seed, best_lr, val_acc,
-    test_acc`` (percent, of the best-val lr), ``input_size`` ([h, w] after the resize),
-    ``per_lr`` (list of ``{lr, val_acc, test_acc, train_loss: [per epoch], seconds}``), ``seconds``.
+    1. Subsets: :func:`finetuning.splits.protocol_subsets` (train / val from the train split,
+       test from the test split), fixed by ``config.seed`` for every run.
+    2. Search (seed ``config.seed``): one run per value of ``config.lrs``; while the best
+       validation accuracy sits at the edge of the evaluated values, add the next decade on that
+       side (:func:`next_lr`), at most ``config.max_lr_extensions`` times.
+    3. Seeds: at the chosen lr, runs with seeds ``config.seeds`` (the search run is the first).
+
+    Every run builds a fresh model after ``torch.manual_seed(seed)`` and shuffles batches with a
+    generator seeded by ``seed``. With ``store`` every finished run is saved at once and reused on a
+    re-run (resume inside a pair). ``deadline`` (a ``time.time()`` value): no new run starts after
+    it (:class:`TimeBudgetExceeded`; finished runs are in ``store``).
+
+    Record keys: ``model, dataset, num_classes, n_train, n_val, n_test`` (totals), ``seed``,
+    ``input_size`` ([h, w]), ``best_lr``, ``lr_bracketed``, ``val_acc`` (mean over seeds),
+    ``test_acc`` (mean over seeds, percent), ``test_acc_seeds``, ``val_acc_seeds``,
+    ``test_acc_std`` (sample std, ddof=1; ``None`` with one seed), ``seeds``, ``per_lr`` (the
+    search runs ``{lr, seed, val_acc, test_acc, train_loss, seconds}`` in evaluation order),
+    ``seed_runs`` (the runs at ``best_lr``, seed order), ``seconds`` (sum of the runs' times).
     """
-    t0 = time.perf_counter()
     where = f"{model_name} on {dataset_name}"
     train_ds = dataset_getter(dataset_name, split="train")
     test_ds = dataset_getter(dataset_name, split="test")
@@ -97,52 +147,87 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
     num_classes = len(train_ds.classes)
     if len(test_ds.classes) != num_classes:
         raise ValueError(f"{dataset_name}: train split has {num_classes} classes, test split {len(test_ds.classes)}")
-    tr_idx, va_idx = stratified_subsets(y_train_all, (config.n_train_per_class, config.n_val_per_class),
-                                        config.seed, name=f"{dataset_name} (train split)")
-    (te_idx,) = stratified_subsets(y_test_all, (config.n_test_per_class,), config.seed,
-                                   name=f"{dataset_name} (test split)")
+    tr_idx, va_idx, te_idx = protocol_subsets(y_train_all, y_test_all, config, name=dataset_name)
 
-    tensors = None
-    per_lr = []
-    for lr in config.lrs:
+    box: dict = {}       # the input tensors, prepared once by the first run that is not resumed
+
+    def inputs(preprocess, model) -> dict:
+        if "tensors" not in box:
+            box["tensors"] = {name: prepare_inputs(ds, idx, preprocess, config.resolution, config.size_multiple,
+                                                   desc=f"{where}: {name}", progress=progress)
+                              for name, ds, idx in (("train", train_ds, tr_idx), ("val", train_ds, va_idx),
+                                                    ("test", test_ds, te_idx))}
+            check_input_size(model, box["tensors"]["train"][0], num_classes, name=model_name)
+        return box["tensors"]
+
+    def trial(lr: float, seed: int) -> dict:
+        if store is not None:
+            done = store.get_trial(model_name, dataset_name, lr, seed)
+            if done is not None:
+                return done
+        if deadline is not None and time.time() > deadline:
+            raise TimeBudgetExceeded(f"time budget spent before {where} lr={lr:g} seed={seed}")
         t_lr = time.perf_counter()
-        torch.manual_seed(config.seed)  # same head initialisation for every lr
+        torch.manual_seed(seed)  # the head initialisation of this seed
         model, preprocess = model_factory(model_name, num_classes)
-        if tensors is None:
-            tensors = {name: prepare_inputs(ds, idx, preprocess, config.resolution, config.size_multiple,
-                                            desc=f"{where}: {name}", progress=progress)
-                       for name, ds, idx in (("train", train_ds, tr_idx), ("val", train_ds, va_idx),
-                                             ("test", test_ds, te_idx))}
-            check_input_size(model, tensors["train"][0], num_classes, name=model_name)
-        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = tensors["train"], tensors["val"], tensors["test"]
+        t = inputs(preprocess, model)
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = t["train"], t["val"], t["test"]
         losses = train_model(model, x_tr, y_tr, lr=lr, epochs=config.epochs, batch_size=config.batch_size,
                              optimizer=config.optimizer, weight_decay=config.weight_decay,
                              warmup_fraction=config.warmup_fraction,
                              label_smoothing=config.label_smoothing,
                              freeze_bn_stats=config.freeze_bn_stats,
-                             generator=torch.Generator().manual_seed(config.seed),
-                             progress=progress, desc=f"{where} lr={lr:g}")
-        per_lr.append({"lr": lr,
-                       "val_acc": accuracy_percent(model, x_va, y_va, config.batch_size),
-                       "test_acc": accuracy_percent(model, x_te, y_te, config.batch_size),
-                       "train_loss": [round(v, 5) for v in losses],
-                       "seconds": round(time.perf_counter() - t_lr, 2)})
+                             generator=torch.Generator().manual_seed(seed),
+                             progress=progress, desc=f"{where} lr={lr:g} seed={seed}")
+        rec = {"lr": lr, "seed": seed, "input_size": list(x_tr.shape[2:]),
+               "val_acc": accuracy_percent(model, x_va, y_va, config.batch_size),
+               "test_acc": accuracy_percent(model, x_te, y_te, config.batch_size),
+               "train_loss": [round(v, 5) for v in losses],
+               "seconds": round(time.perf_counter() - t_lr, 2)}
         del model
-    best_lr = select_best_lr({r["lr"]: r["val_acc"] for r in per_lr})
-    best = next(r for r in per_lr if r["lr"] == best_lr)
+        if store is not None:
+            store.put_trial(model_name, dataset_name, lr, seed, rec)
+        return rec
+
+    search: dict = {}
+    for lr in config.lrs:
+        search[lr] = trial(lr, config.seed)
+    extensions = 0
+    while True:
+        best_lr = select_best_lr({lr: r["val_acc"] for lr, r in search.items()})
+        cand = next_lr({lr: r["val_acc"] for lr, r in search.items()}, best_lr)
+        if cand is None or extensions >= config.max_lr_extensions:
+            break
+        search[cand] = trial(cand, config.seed)
+        extensions += 1
+    seed_runs = [search[best_lr]] + [trial(best_lr, s) for s in config.seeds[1:]]
+    test = [r["test_acc"] for r in seed_runs]
+    val = [r["val_acc"] for r in seed_runs]
+    runs = list(search.values()) + seed_runs[1:]
     return {"model": model_name, "dataset": dataset_name, "num_classes": num_classes,
             "n_train": int(tr_idx.size), "n_val": int(va_idx.size), "n_test": int(te_idx.size),
-            "seed": config.seed, "input_size": list(tensors["train"][0].shape[2:]),
-            "best_lr": best_lr, "val_acc": best["val_acc"], "test_acc": best["test_acc"],
-            "per_lr": per_lr, "seconds": round(time.perf_counter() - t0, 2)}
+            "seed": config.seed, "seeds": list(config.seeds), "input_size": seed_runs[0]["input_size"],
+            "best_lr": best_lr, "lr_bracketed": is_bracketed(list(search), best_lr),
+            "val_acc": float(np.mean(val)), "test_acc": float(np.mean(test)),
+            "val_acc_seeds": val, "test_acc_seeds": test,
+            "test_acc_std": float(np.std(test, ddof=1)) if len(test) > 1 else None,
+            "per_lr": list(search.values()), "seed_runs": seed_runs,
+            "seconds": round(sum(float(r["seconds"]) for r in runs), 2)}
 
 
 def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: FinetuneConfig,
                   output_path: str | Path, partial_path: str | Path, *,
                   model_factory: ModelFactory = default_model_factory,
                   dataset_getter: DatasetGetter = default_dataset_getter,
-                  progress: bool = True, about: Optional[str] = None) -> dict:
+                  progress: bool = True, about: Optional[str] = None, group: str = GROUP,
+                  skip: Optional[Callable[[str, str], bool]] = None,
+                  deadline: Optional[float] = None) -> Optional[dict]:
     """Fine-tune every model on every dataset, resumably, and write the ground-truth table.
+
+    ``skip(model, dataset) -> True`` leaves a cell empty (e.g. a network pre-trained on data that
+    overlaps the target: :func:`finetuning.protocol.excluded`); a dataset needs two filled cells.
+    ``deadline`` (``time.time()`` value): no training run starts after it; the finished runs stay in
+    ``partial_path`` and ``None`` is returned (no table written): re-run to continue.
 
     Each finished (model, dataset) record is written atomically to ``partial_path`` at once; a
     re-run with the same ``config`` skips the finished pairs (a different ``config`` is refused
@@ -169,12 +254,23 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
         bar = tqdm(pairs, desc="fine-tune", unit="run", disable=not progress)
         for m, d in bar:
             bar.set_postfix_str(f"{m} / {d}")
-            if store.has(m, d):
+            if store.has(m, d) or (skip is not None and skip(m, d)):
                 continue
-            store.put(finetune_pair(m, d, config, model_factory=model_factory,
-                                    dataset_getter=dataset_getter, progress=progress))
+            try:
+                store.put(finetune_pair(m, d, config, model_factory=model_factory, dataset_getter=dataset_getter,
+                                        progress=progress, store=store, deadline=deadline))
+            except TimeBudgetExceeded as stop:
+                print(f"stopped: {stop}; {len(store)} of {len(pairs)} pairs finished, partial results in "
+                      f"{partial_path} (re-run to continue)")
+                return None
     finally:
         torch.set_num_threads(previous_threads)
-    table = build_table({(m, d): store.get(m, d) for m, d in pairs}, config, about=about)
+    table = build_table({(m, d): store.get(m, d) for m, d in pairs if store.has(m, d)}, config,
+                        about=about, group=group)
+    empty: dict = {}
+    for m, d in pairs:
+        if not store.has(m, d):
+            empty.setdefault(d, []).append(m)
+    table["excluded_cells"] = empty          # {dataset: [models]} left empty by ``skip``
     atomic_save_json(output_path, table)
     return table

@@ -128,3 +128,31 @@ def test_register_rejects_invalid_file_at_once(tmp_path):
     assert "bad" not in list_groups()
     with pytest.raises(FileNotFoundError, match="missing.json"):
         register_ground_truth_file(tmp_path / "missing.json")
+
+
+def _seeded_table(tmp_path, seeds, value):
+    doc = {"about": "t", "group": "seeded", "seeded": {"d": {"a": value, "b": 50.0}},
+           "runs": {"d": {"a": {"test_acc": value, "test_acc_seeds": seeds}, "b": {"test_acc": 50.0}}}}
+    path = tmp_path / "seeded.json"
+    path.write_text(json.dumps(doc))
+    return register_ground_truth_file(path)
+
+
+def test_seeds_and_runs_of_a_fine_tuning_table(tmp_path):
+    from data.ground_truth import ground_truth_seeds, load_ground_truth_runs
+
+    group = _seeded_table(tmp_path, [70.0, 72.5, 74.0], (70.0 + 72.5 + 74.0) / 3)
+    assert ground_truth_seeds(group) == {"d": {"a": [70.0, 72.5, 74.0]}}   # b has one value: no seed noise
+    runs = load_ground_truth_runs(group)
+    assert runs["d"]["b"] == {"test_acc": 50.0}
+    runs["d"]["b"]["test_acc"] = 0.0                                      # a fresh copy
+    assert load_ground_truth_runs(group)["d"]["b"]["test_acc"] == 50.0
+    assert ground_truth_seeds("cnn_group") == {} and load_ground_truth_runs("cnn_group") == {}
+
+
+def test_seeds_must_average_to_the_table_value(tmp_path):
+    from data.ground_truth import ground_truth_seeds
+
+    group = _seeded_table(tmp_path, [70.0, 72.0], 72.0)
+    with pytest.raises(ValueError, match="'a' on 'd' average 71.*72"):
+        ground_truth_seeds(group)

@@ -1,0 +1,69 @@
+"""Linear-probe yardstick on the metrics' own features: writes data/ground_truth/offline_probe.json.
+
+    nice -n 10 .venv/bin/python linear_probe.py            # the 7 packaged models x 4 datasets
+    .venv/bin/python linear_probe.py --models efficientnet_lite0 ocr_cls --datasets digits --output /tmp/p.json
+
+The protocol (training / test images, resolution, pipeline) is read from the fine-tuning results
+(FINE_TUNED: the finished table, else its partial-results file), so the probe sees exactly the
+images and inputs of the fine-tuned table and of the metrics (finetuning.protocol). Features are
+cached under CACHE_DIR/{train,test}; library: finetuning/probe.py; see docs/finetune.md.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_s",
+          "ocr_det", "ocr_rec", "ocr_cls"]
+DATASETS = ["fashion_mnist", "mnist", "digits", "textures"]
+FINE_TUNED = ROOT / "data" / "ground_truth" / "offline_zoo_v2.json"
+FINE_TUNED_PARTIAL = ROOT / "data" / "ground_truth" / "partial" / "offline_zoo_v2.partial.json"
+CACHE_DIR = ROOT / "cache" / "protocol_v2"
+OUTPUT = ROOT / "data" / "ground_truth" / "offline_probe.json"
+FOLDS = 5
+CS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
+NUM_THREADS = 1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=MODELS)
+    p.add_argument("--datasets", nargs="+", default=DATASETS)
+    p.add_argument("--fine-tuned", type=Path, default=None,
+                   help=f"fine-tuning table or partial file (default: {FINE_TUNED.name}, else its partial file)")
+    p.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    p.add_argument("--output", type=Path, default=OUTPUT)
+    p.add_argument("--folds", type=int, default=FOLDS)
+    p.add_argument("--cs", nargs="+", type=float, default=CS)
+    p.add_argument("--threads", type=int, default=NUM_THREADS)
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    from finetuning.probe import run_probe
+    from finetuning.results import read_results
+
+    args = parse_args(argv)
+    source = args.fine_tuned or (FINE_TUNED if FINE_TUNED.is_file() else FINE_TUNED_PARTIAL)
+    config, fine_tuned = read_results(source)
+    torch.set_num_threads(args.threads)
+    doc = run_probe(args.models, args.datasets, config, args.cache_dir, args.output, fine_tuned=fine_tuned,
+                    fine_tuned_group=source.name, cs=args.cs, folds=args.folds, progress=not args.no_progress,
+                    device="cpu")
+    print(f"wrote {args.output}")
+    for d, row in doc[doc["group"]].items():
+        ranked = "  ".join(f"{m}={v:.1f}" for m, v in sorted(row.items(), key=lambda kv: -kv[1]))
+        agree = doc["agreement"].get(d, {})
+        tau = agree.get("kendall_tau")
+        print(f"  {d:14s} {ranked}   tau vs fine-tuned: "
+              + ("n/a (< 3 common models)" if tau is None else f"{tau:+.2f} over {len(agree['models'])} models"))
+    return doc
+
+
+if __name__ == "__main__":
+    main()
