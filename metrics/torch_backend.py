@@ -36,12 +36,29 @@ from ._linalg import checked_logdet, zero_tiny_eigenvalues
 from ._prepared import PreparedFeatures, _readonly
 from ._validation import EncodedLabels, pow2_scale
 
-__all__ = ["TorchBackend", "TorchPreparedFeatures", "DTYPES"]
+__all__ = ["TorchBackend", "TorchPreparedFeatures", "DTYPES", "group_sum"]
 
 #: accepted compute dtypes
 DTYPES = (torch.float64, torch.float32)
 #: rows per block when accumulating the centred Gram matrix / centred products on the device
 BLOCK_ROWS = 16384
+#: groups per one-hot block in :func:`group_sum` on CUDA (a block is ONE_HOT_GROUPS x N)
+ONE_HOT_GROUPS = 1024
+
+
+def group_sum(index: torch.Tensor, n_groups: int, A: torch.Tensor, *, one_hot: bool) -> torch.Tensor:
+    """``(n_groups, M)`` sums of the rows of ``A`` (N, M) per group id in ``index`` (N,).
+
+    ``one_hot``: as products ``1[index == g] @ A`` over blocks of groups (deterministic on CUDA, where
+    ``index_add_`` adds with atomics in a varying order); else ``index_add_`` (sequential on the CPU).
+    """
+    if not one_hot:
+        return torch.zeros((n_groups, A.shape[1]), dtype=A.dtype, device=A.device).index_add_(0, index, A)
+    out = torch.empty((n_groups, A.shape[1]), dtype=A.dtype, device=A.device)
+    for start in range(0, n_groups, ONE_HOT_GROUPS):
+        groups = torch.arange(start, min(start + ONE_HOT_GROUPS, n_groups), device=A.device)
+        out[start:start + groups.shape[0]] = (index[None, :] == groups[:, None]).to(A.dtype) @ A
+    return out
 
 
 def _check_device(device) -> torch.device:
@@ -82,6 +99,7 @@ class TorchBackend(Backend):
         self.device = _check_device(device)
         self.dtype = _check_dtype(dtype)
         self.eps = float(torch.finfo(self.dtype).eps)
+        self.one_hot = self.device.type == "cuda"          # deterministic group sums (group_sum)
 
     @property
     def key(self) -> str:
@@ -115,9 +133,7 @@ class TorchBackend(Backend):
         """:func:`metrics.leep.leep_from_encoded` on the device (validated ``P`` (N, Cs))."""
         Pt, idx = self.tensor(P), self.index(enc.index)
         N = Pt.shape[0]
-        joint = torch.zeros((enc.n_classes, Pt.shape[1]), dtype=self.dtype, device=self.device)
-        joint.index_add_(0, idx, Pt)
-        joint /= N
+        joint = group_sum(idx, enc.n_classes, Pt, one_hot=self.one_hot) / N
         marginal = joint.sum(dim=0)
         cond = torch.where(marginal > 0, joint / torch.where(marginal > 0, marginal, 1.0), 0.0)
         expected = (Pt * cond[idx]).sum(dim=1)
@@ -243,8 +259,7 @@ class TorchPreparedFeatures(PreparedFeatures):
 
     def group_sums(self, index: np.ndarray, n_groups: int, *, centred: bool = False) -> np.ndarray:
         idx = self.backend.index(index)
-        sums = torch.zeros((n_groups, self.n_dims), dtype=self.backend.dtype, device=self.backend.device)
-        sums.index_add_(0, idx, self.X_t)
+        sums = group_sum(idx, n_groups, self.X_t, one_hot=self.backend.one_hot)
         if centred:
             counts = torch.bincount(idx, minlength=n_groups).to(self.backend.dtype)
             sums -= counts[:, None] * self._mean_t()

@@ -198,3 +198,26 @@ def test_runner_uses_the_backend_and_records_it(tmp_path, monkeypatch):
             _assert_same(ref.datasets["alpha"].scores[name][model], got.datasets["alpha"].scores[name][model])
     auto = evaluate(root, tmp_path / "auto", **common)                 # default "auto": numpy without a GPU
     assert auto.backend == metrics.resolve_backend("auto").key
+
+
+def test_group_sum_one_hot_equals_index_add(monkeypatch):
+    from metrics import torch_backend
+    from metrics.torch_backend import group_sum
+    monkeypatch.setattr(torch_backend, "ONE_HOT_GROUPS", 4)   # several blocks of groups
+    rng = np.random.default_rng(3)
+    index = torch.as_tensor(rng.integers(0, 7, 500))
+    A = torch.as_tensor(rng.standard_normal((500, 9)))
+    a = group_sum(index, 9, A, one_hot=False)                 # 2 empty groups
+    b = group_sum(index, 9, A, one_hot=True)                  # the CUDA path, here on the CPU
+    torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    assert torch.all(a[7:] == 0)
+
+
+@pytest.mark.parametrize("name", ["logme", "emms", "hscore", "leep"])
+def test_cuda_group_sums_path_matches_numpy(name):
+    B = metrics.get_backend("torch", device="cpu")
+    B.one_hot = True                                          # the deterministic group sums used on CUDA
+    fn = metrics.get_metric(name)
+    data = _data(**CASES["real_shaped"])
+    kwargs = {k: data[k] for k in fn.requires}
+    _assert_same(fn(**kwargs), fn(**kwargs, backend=B))
