@@ -11,6 +11,9 @@ softmax outputs. It returns a float; higher means better expected transfer. ``fe
 a :class:`metrics.PreparedFeatures` and ``label_embeddings`` a :class:`metrics.PreparedLabelEmbeddings`
 (validated once, derived Gram matrices and eigendecompositions cached and shared between metrics);
 every metric gives the same value for either form, up to floating-point rounding.
+Metrics that also take ``backend=`` / ``device=`` (where their heavy linear algebra runs: numpy or
+torch, :mod:`metrics._backend`) carry ``fn.backends``, the backend names they accept; the runner
+passes its backend only to those.
 
 Adding a metric = one new module that decorates its entry point with :func:`register_metric`, plus
 importing that module in ``metrics/__init__.py``. Registering a name twice is an error.

@@ -221,3 +221,14 @@ def test_cuda_group_sums_path_matches_numpy(name):
     data = _data(**CASES["real_shaped"])
     kwargs = {k: data[k] for k in fn.requires}
     _assert_same(fn(**kwargs), fn(**kwargs, backend=B))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("case", ["primal", "dual", "ungrouped"])
+@pytest.mark.parametrize("name", TORCH_METRICS)
+def test_cuda_equals_numpy(name, case):
+    fn = metrics.get_metric(name)
+    data = _data(**CASES[case])
+    kwargs = {k: data[k] for k in fn.requires}
+    _assert_same(_outcome(fn, kwargs), _outcome(fn, dict(kwargs, backend="torch", device="cuda")))
+    assert metrics.resolve_backend("auto").key == f"torch:cuda:{torch.cuda.current_device()}:float64"
