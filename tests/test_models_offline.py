@@ -23,8 +23,18 @@ def imagenet_names():
 
 
 def test_offline_names():
-    assert models.list_models("offline") == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
-                                             "dinov2_s", "ocr_det", "ocr_rec", "ocr_cls"]
+    finals = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_s", "ocr_det", "ocr_rec",
+              "ocr_cls"]
+    offline = models.list_models("offline")
+    assert offline[:7] == finals
+    # then the intermediate-layer candidates of the same networks (models/intermediate.py)
+    assert offline[7:] == [f"{n}@{layer}" for n, layers in [("efficientnet_lite0", ("blocks3", "blocks5")),
+                                                             ("efficientnet_lite1", ("blocks3", "blocks5")),
+                                                             ("efficientnet_lite2", ("blocks3", "blocks5")),
+                                                             ("dinov2_s", ("block4", "block8")),
+                                                             ("ocr_det", ("c3", "c4")),
+                                                             ("ocr_rec", ("stage4", "neck")),
+                                                             ("ocr_cls", ("stage3",))] for layer in layers]
 
 
 @pytest.mark.parametrize("name,size", [("efficientnet_lite0", 224), ("efficientnet_lite1", 240),
