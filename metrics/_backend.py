@@ -34,8 +34,10 @@ __all__ = ["Backend", "BACKENDS", "get_backend", "resolve_backend", "prepare_on"
 
 
 class Backend:
-    """A compute backend: ``name``, ``device`` (None for numpy), ``dtype``; :meth:`prepare` gives the
-    prepared features whose heavy steps run on it. ``numpy`` is True for the reference backend."""
+    """A compute backend: ``name``, ``key``, ``numpy`` (True for this reference backend) and
+    :meth:`prepare`, which gives the prepared features whose heavy steps run on it. The numpy backend
+    is this class; other backends implement the same attributes (``metrics.torch_backend.TorchBackend``,
+    which also has ``leep`` / ``nce``)."""
 
     name = "numpy"
     numpy = True
@@ -64,7 +66,7 @@ BACKENDS: Registry[Callable[..., Backend]] = Registry("metric backend")
 def _numpy_backend(device=None, dtype=None) -> Backend:
     if device is not None:
         raise ValueError(f"backend 'numpy' runs on the CPU and takes no device, got device={device!r}")
-    if dtype is not None and np.dtype(dtype) != np.float64:
+    if dtype is not None and dtype not in (np.float64, np.dtype(np.float64), "float64"):
         raise ValueError(f"backend 'numpy' computes in float64, got dtype={dtype!r}")
     return Backend()
 
@@ -86,6 +88,10 @@ def get_backend(name: str = "numpy", *, device=None, dtype=None) -> Backend:
     return BACKENDS[name](device=device, dtype=dtype)
 
 
+def _is_backend(obj) -> bool:
+    return isinstance(obj, Backend) or all(hasattr(obj, a) for a in ("name", "key", "numpy", "prepare"))
+
+
 def auto_backend() -> Backend:
     """torch on the current CUDA device when torch is installed and a GPU is available, else numpy."""
     try:
@@ -98,10 +104,10 @@ def auto_backend() -> Backend:
 def resolve_backend(backend=None, device=None) -> Backend:
     """``backend`` as a :class:`Backend`: None -> numpy, ``"auto"`` -> :func:`auto_backend`, a name ->
     :func:`get_backend` (with ``device``), a :class:`Backend` -> itself (``device`` must then be None)."""
-    if isinstance(backend, Backend) or backend == "auto":
+    if _is_backend(backend) or backend == "auto":
         if device is not None:
             raise ValueError(f"device={device!r} given with backend={backend!r}; give one of them")
-        return backend if isinstance(backend, Backend) else auto_backend()
+        return backend if _is_backend(backend) else auto_backend()
     if backend is None:
         backend = "numpy"
     if not isinstance(backend, str):

@@ -31,7 +31,6 @@ import warnings
 import numpy as np
 import torch
 
-from ._backend import Backend
 from ._linalg import checked_logdet, zero_tiny_eigenvalues
 from ._prepared import PreparedFeatures, _readonly
 from ._validation import EncodedLabels, pow2_scale
@@ -63,7 +62,7 @@ def group_sum(index: torch.Tensor, n_groups: int, A: torch.Tensor, *, one_hot: b
 
 def _check_device(device) -> torch.device:
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
@@ -89,8 +88,12 @@ def _check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
-class TorchBackend(Backend):
-    """PyTorch on ``device`` (None: CUDA when available, else CPU) in ``dtype`` (default float64)."""
+class TorchBackend:
+    """PyTorch on ``device`` (None: CUDA when available, else CPU) in ``dtype`` (default float64).
+
+    Implements the interface of :class:`metrics.Backend` (``name``, ``numpy``, ``key``, ``prepare``) plus
+    ``leep`` / ``nce``; made by ``metrics.get_backend("torch", ...)`` (this module does not import
+    ``metrics._backend``, which imports it lazily)."""
 
     name = "torch"
     numpy = False
@@ -104,6 +107,9 @@ class TorchBackend(Backend):
     @property
     def key(self) -> str:
         return f"torch:{self.device}:{str(self.dtype).replace('torch.', '')}"
+
+    def __repr__(self) -> str:
+        return f"Backend({self.key})"
 
     def prepare(self, F: PreparedFeatures) -> "TorchPreparedFeatures":
         if isinstance(F, TorchPreparedFeatures) and F.backend.key == self.key:

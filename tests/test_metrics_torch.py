@@ -149,6 +149,9 @@ def test_device_dtype_and_backend_validation():
         metrics.get_backend("torch", device="cpu", dtype=torch.int32)
     with pytest.raises(ValueError, match="takes no device"):
         metrics.get_backend("numpy", device="cpu")
+    with pytest.raises(ValueError, match="computes in float64"):
+        metrics.get_backend("numpy", dtype=torch.float32)
+    assert metrics.get_backend("numpy", dtype=np.float64).numpy
     B = metrics.get_backend("torch", device="cpu")
     assert B.key == "torch:cpu:float64" and not B.numpy
     data = _data(60, 8, 3)
