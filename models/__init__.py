@@ -9,7 +9,8 @@
 See ``docs/models.md`` for every entry, its weights and its feature definition.
 """
 from .base import FeatureModel, HookedFeatureModel, resolve_device
-from .registry import GROUPS, ModelEntry, create_model, create_trainable, list_models, model_info, register_model
+from .registry import (GROUPS, ModelEntry, create_model, create_trainable, list_models, model_info, register_model,
+                       target_allowed)
 from .weights import WEIGHTS_ENV
 from .extraction import extract
 from .pipeline import CacheMismatchError, extract_to_cache, prepare_dataset
@@ -20,6 +21,7 @@ from . import vit_zoo  # noqa: E402,F401  (vit)
 from . import captioning  # noqa: E402,F401  (caption)
 from . import efficientnet_lite, onnx_zoo  # noqa: E402,F401  (offline)
 from . import intermediate  # noqa: E402,F401  (offline: intermediate-layer candidates)
+from . import offline_trained  # noqa: E402,F401  (offline_trained: networks pre-trained here)
 
 __all__ = ["FeatureModel", "HookedFeatureModel", "GROUPS", "ModelEntry", "WEIGHTS_ENV", "create_model",
-           "create_trainable", "extract", "extract_to_cache", "prepare_dataset", "CacheMismatchError", "list_models", "model_info", "register_model", "resolve_device"]
+           "create_trainable", "extract", "extract_to_cache", "prepare_dataset", "CacheMismatchError", "list_models", "model_info", "register_model", "resolve_device", "target_allowed"]

@@ -23,9 +23,9 @@ from .base import FeatureModel, Preprocess, resolve_device
 from .weights import resolve_weights_dir
 
 __all__ = ["GROUPS", "ModelEntry", "register_model", "list_models", "model_info", "create_model",
-           "create_trainable"]
+           "create_trainable", "target_allowed"]
 
-GROUPS = ("cnn", "vit", "caption", "offline")
+GROUPS = ("cnn", "vit", "caption", "offline", "offline_trained")
 
 FeatureBuilder = Callable[[Path | None, torch.device, bool], FeatureModel]
 TrainableBuilder = Callable[[int, Path | None], "tuple[nn.Module, Preprocess]"]
@@ -38,6 +38,9 @@ class ModelEntry:
     ``weights`` documents where the real weights come from (a file/folder name inside the weights
     directory, or the registry package that ships them); ``trainable`` builds the fine-tuning
     network, or is ``None`` with ``not_trainable_reason`` saying why it cannot be built.
+    ``source_datasets`` names the project datasets a network was pre-trained on here and
+    ``excluded_targets`` the datasets it must never be evaluated on (its sources and their task
+    domain, see :func:`target_allowed`); both are empty for externally pre-trained networks.
     """
 
     name: str
@@ -47,13 +50,16 @@ class ModelEntry:
     build: FeatureBuilder
     trainable: TrainableBuilder | None
     not_trainable_reason: str = ""
+    source_datasets: tuple[str, ...] = ()
+    excluded_targets: tuple[str, ...] = ()
 
 
 _REGISTRY: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(name: str, *, group: str, weights: str, description: str = "",
-                   trainable: TrainableBuilder | None = None, not_trainable_reason: str = ""):
+                   trainable: TrainableBuilder | None = None, not_trainable_reason: str = "",
+                   source_datasets: tuple[str, ...] = (), excluded_targets: tuple[str, ...] = ()):
     """Decorator registering ``fn(weights_dir, device, pretrained) -> FeatureModel`` as ``name``."""
     if group not in GROUPS:
         raise ValueError(f"unknown model group {group!r}; expected one of {GROUPS}")
@@ -62,7 +68,9 @@ def register_model(name: str, *, group: str, weights: str, description: str = ""
 
     def decorator(fn: FeatureBuilder) -> FeatureBuilder:
         _REGISTRY.add(name, ModelEntry(name=name, group=group, weights=weights, description=description,
-                                       build=fn, trainable=trainable, not_trainable_reason=not_trainable_reason))
+                                       build=fn, trainable=trainable, not_trainable_reason=not_trainable_reason,
+                                       source_datasets=tuple(source_datasets),
+                                       excluded_targets=tuple(excluded_targets)))
         return fn
 
     return decorator
@@ -81,6 +89,12 @@ def model_info(name: str) -> ModelEntry:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(_REGISTRY)}") from None
+
+
+def target_allowed(name: str, dataset: str) -> bool:
+    """False when model ``name`` was pre-trained here on ``dataset`` or on its task domain (the
+    benchmark and fine-tuning tables leave that cell empty), True otherwise."""
+    return dataset not in model_info(name).excluded_targets
 
 
 def create_model(name: str, *, weights_dir: str | os.PathLike | None = None,
