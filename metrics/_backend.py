@@ -29,8 +29,8 @@ from common import Registry
 
 from ._prepared import PreparedFeatures, prepare_features
 
-__all__ = ["Backend", "BACKENDS", "get_backend", "resolve_backend", "prepare_on", "to_host", "accepts_backend", "auto_backend",
-           "list_backends"]
+__all__ = ["Backend", "BACKENDS", "get_backend", "resolve_backend", "prepare_on", "to_host", "accepts_backend",
+           "auto_backend", "list_backends"]
 
 
 class Backend:
@@ -102,14 +102,15 @@ def auto_backend() -> Backend:
 
 
 def resolve_backend(backend=None, device=None) -> Backend:
-    """``backend`` as a :class:`Backend`: None -> numpy, ``"auto"`` -> :func:`auto_backend`, a name ->
-    :func:`get_backend` (with ``device``), a :class:`Backend` -> itself (``device`` must then be None)."""
+    """``backend`` as a :class:`Backend`: None -> numpy (torch if a ``device`` is given), ``"auto"`` ->
+    :func:`auto_backend`, a name -> :func:`get_backend` (with ``device``), a :class:`Backend` -> itself
+    (``device`` must then be None)."""
     if _is_backend(backend) or backend == "auto":
         if device is not None:
             raise ValueError(f"device={device!r} given with backend={backend!r}; give one of them")
         return backend if _is_backend(backend) else auto_backend()
     if backend is None:
-        backend = "numpy"
+        backend = "numpy" if device is None else "torch"
     if not isinstance(backend, str):
         raise ValueError(f"backend must be None, a name from {list_backends()} or a Backend, got {backend!r}")
     return get_backend(backend, device=device)

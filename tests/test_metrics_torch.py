@@ -152,6 +152,7 @@ def test_device_dtype_and_backend_validation():
     with pytest.raises(ValueError, match="computes in float64"):
         metrics.get_backend("numpy", dtype=torch.float32)
     assert metrics.get_backend("numpy", dtype=np.float64).numpy
+    assert metrics.resolve_backend(None, "cpu").key == "torch:cpu:float64"    # a device implies torch
     B = metrics.get_backend("torch", device="cpu")
     assert B.key == "torch:cpu:float64" and not B.numpy
     data = _data(60, 8, 3)
