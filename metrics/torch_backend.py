@@ -12,7 +12,7 @@ operation                       value                                           
 ``centred_dual_gram()`` etc.    ``Xc Xc^T``, ``Xs Xs^T`` (N <= D)               N^2 D
 ``_eigh(M)``                    ``torch.linalg.eigh``, tiny eigenvalues -> 0     n^3
 ``transpose_matmul(R)``         ``X^T R`` / ``Xc^T R`` (EMMS, LogME targets)     N D M
-``group_sums()``                per-group row sums (``index_add_``)             N D
+``group_sums()``                per-group row sums (:func:`group_sum`)          N D (CUDA: N D G)
 ``group_logdets()``             TransRate's per-class ``log det(I + a Z Z^T)``  sum_c n_c^2 D
 ``centred_gram_logdet()``       ``log det(I + Xc^T Xc / d)`` (LU)               D^3
 ``_scaled_square_norms()``      Ledoit-Wolf row / column norms                  N D
@@ -20,7 +20,8 @@ operation                       value                                           
 
 Results come back as float64 numpy arrays (cached, read-only, as for numpy); matrices this object
 produced are kept on the device too, so e.g. the eigendecomposition of the centred Gram matrix does
-not upload it again. :class:`TorchBackend` also computes LEEP's and NCE's joint tables. float64
+not upload it again. :class:`TorchBackend` also computes LEEP's and NCE's joint tables. On CUDA the
+group sums are one-hot products (deterministic; ``index_add_`` adds with atomics there). float64
 (default) agrees with numpy to rounding (the tests: 1e-8); float32 eigenvalues below
 ``n * eps_float32 * max`` count as 0, and the scores are approximate (~1e-4 relative).
 """
