@@ -4,9 +4,11 @@
     .venv/bin/python linear_probe.py --models efficientnet_lite0 ocr_cls --datasets digits --output /tmp/p.json
 
 The protocol (training / test images, resolution, pipeline) is read from the fine-tuning results
-(FINE_TUNED: the finished table, else its partial-results file), so the probe sees exactly the
-images and inputs of the fine-tuned table and of the metrics (finetuning.protocol). Features are
-cached under CACHE_DIR/{train,test}; library: finetuning/probe.py; see docs/finetune.md.
+(FINE_TUNED: the finished table, else its partial-results file, else finetune.py's configuration),
+so the probe sees exactly the images and inputs of the fine-tuned table and of the metrics
+(finetuning.protocol). The probe's Kendall tau per dataset is stored against the v2 fine-tuned
+values finished so far and against each group of REFERENCES. Features are cached under
+CACHE_DIR/{train,test}; library: finetuning/probe.py; see docs/finetune.md.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "din
 DATASETS = ["fashion_mnist", "mnist", "digits", "textures"]
 FINE_TUNED = ROOT / "data" / "ground_truth" / "offline_zoo_v2.json"
 FINE_TUNED_PARTIAL = ROOT / "data" / "ground_truth" / "partial" / "offline_zoo_v2.partial.json"
+REFERENCES = ["offline_zoo"]    # the first protocol's table (56 px, 10 images per class), for comparison
 CACHE_DIR = ROOT / "cache" / "protocol_v2"
 OUTPUT = ROOT / "data" / "ground_truth" / "offline_probe.json"
 FOLDS = 5
@@ -33,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--datasets", nargs="+", default=DATASETS)
     p.add_argument("--fine-tuned", type=Path, default=None,
                    help=f"fine-tuning table or partial file (default: {FINE_TUNED.name}, else its partial file)")
+    p.add_argument("--references", nargs="*", default=REFERENCES, help="ground-truth groups to compare with")
     p.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     p.add_argument("--output", type=Path, default=OUTPUT)
     p.add_argument("--folds", type=int, default=FOLDS)
@@ -45,23 +49,31 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     import torch
 
+    from data.ground_truth import load_ground_truth
     from finetuning.probe import run_probe
     from finetuning.results import read_results
 
     args = parse_args(argv)
-    source = args.fine_tuned or (FINE_TUNED if FINE_TUNED.is_file() else FINE_TUNED_PARTIAL)
-    config, fine_tuned = read_results(source)
+    source = args.fine_tuned or next((p for p in (FINE_TUNED, FINE_TUNED_PARTIAL) if p.is_file()), None)
+    if source is not None:
+        config, fine_tuned = read_results(source)
+        references = {source.name: fine_tuned}
+    else:                                    # nothing fine-tuned yet: the protocol finetune.py will use
+        import finetune
+
+        config, references = finetune.config_from_args(finetune.parse_args([])), {}
+    references.update({g: load_ground_truth(g) for g in args.references})
     torch.set_num_threads(args.threads)
-    doc = run_probe(args.models, args.datasets, config, args.cache_dir, args.output, fine_tuned=fine_tuned,
-                    fine_tuned_group=source.name, cs=args.cs, folds=args.folds, progress=not args.no_progress,
-                    device="cpu")
+    doc = run_probe(args.models, args.datasets, config, args.cache_dir, args.output, references=references,
+                    cs=args.cs, folds=args.folds, progress=not args.no_progress, device="cpu")
     print(f"wrote {args.output}")
     for d, row in doc[doc["group"]].items():
         ranked = "  ".join(f"{m}={v:.1f}" for m, v in sorted(row.items(), key=lambda kv: -kv[1]))
-        agree = doc["agreement"].get(d, {})
-        tau = agree.get("kendall_tau")
-        print(f"  {d:14s} {ranked}   tau vs fine-tuned: "
-              + ("n/a (< 3 common models)" if tau is None else f"{tau:+.2f} over {len(agree['models'])} models"))
+        print(f"  {d:14s} {ranked}")
+        for name, agree in doc["agreement"].get(d, {}).items():
+            tau = agree["kendall_tau"]
+            print(f"  {'':14s}   Kendall tau vs {name}: "
+                  + ("n/a (< 3 common models)" if tau is None else f"{tau:+.2f} over {len(agree['models'])} models"))
     return doc
 
 

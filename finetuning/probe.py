@@ -97,15 +97,16 @@ def rank_agreement(a: Mapping[str, float], b: Mapping[str, float]) -> Optional[f
 
 def run_probe(model_names: Sequence[str], dataset_names: Sequence[str], config: FinetuneConfig,
               cache_dir: str | os.PathLike, output_path: str | os.PathLike, *,
-              fine_tuned: Optional[Mapping[str, Mapping[str, float]]] = None, fine_tuned_group: str = "",
+              references: Optional[Mapping[str, Mapping[str, Mapping[str, float]]]] = None,
               cs: Sequence[float] = PROBE_CS, folds: int = PROBE_FOLDS, progress: bool = True,
               **extract_kw) -> dict:
     """Probe every (model, dataset) pair that is not excluded and write the ``offline_probe`` table.
 
     Features are extracted (or reused) under ``cache_dir/train`` and ``cache_dir/test`` with
-    :func:`finetuning.protocol.protocol_extract`. ``fine_tuned`` (``{dataset: {model: accuracy}}``,
-    named ``fine_tuned_group``) adds the per-dataset Kendall tau under ``"agreement"``. The file
-    (schema of :mod:`data.ground_truth`) is written atomically and returned.
+    :func:`finetuning.protocol.protocol_extract`. ``references`` (``{name: {dataset: {model:
+    accuracy}}}``, e.g. the fine-tuned tables) adds the per-dataset Kendall tau against each under
+    ``"agreement": {dataset: {name: {"kendall_tau", "models"}}}`` (``None``: < 3 common models).
+    The file (schema of :mod:`data.ground_truth`) is written atomically and returned.
     """
     from data.cache import CacheLayout, atomic_save_json, load_npy
     from data.ground_truth import validate_ground_truth_table
@@ -133,12 +134,12 @@ def run_probe(model_names: Sequence[str], dataset_names: Sequence[str], config: 
             if progress:
                 print(f"[probe] {m} on {d}: {rec['test_acc']:.1f} % (C={rec['C']:g}, {rec['seconds']:.1f} s)")
     validate_ground_truth_table(table, where=f"{PROBE_GROUP} table")
-    agreement = {}
-    if fine_tuned is not None:
+    agreement: dict = {}
+    for name, ref in (references or {}).items():
         for d, row in table.items():
-            ft = fine_tuned.get(d, {})
-            agreement[d] = {"kendall_tau": rank_agreement(row, ft), "models": sorted(set(row) & set(ft)),
-                            "against": fine_tuned_group}
+            other = ref.get(d, {})
+            agreement.setdefault(d, {})[name] = {"kendall_tau": rank_agreement(row, other),
+                                                 "models": sorted(set(row) & set(other))}
     doc = {"about": ("Linear-probe test accuracies (percent) on the metrics' own features: the protocol's "
                      "training images and pipeline (finetuning.protocol), standardised features, L2 logistic "
                      f"regression with C picked by {folds}-fold stratified CV; see finetuning/probe.py."),

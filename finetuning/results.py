@@ -36,6 +36,8 @@ class ResultsStore:
         self._runs: Dict[str, Dict[str, dict]] = {}
         self._trials: Dict[str, Dict[str, Dict[str, dict]]] = {}
         self._merge(self._read())
+        if not self.path.is_file():
+            self._save()                       # the file names its protocol from the start
 
     def _read(self) -> Optional[dict]:
         if not self.path.is_file():

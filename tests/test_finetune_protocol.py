@@ -225,3 +225,27 @@ def test_cost_projection():
     assert t["input_size"] == [32, 32] and t["train_s_per_img"] > 0 and t["run_s"] > t["build_s"]
     proj = project_table({"a": 10.0}, {"d10": 10, "d3": 3}, cfg, extensions=1)
     assert proj["runs_per_cell"] == 6 and proj["total_s"] == pytest.approx(10 * 6 * 1.3)
+
+
+def test_run_probe_end_to_end_on_real_models(tmp_path, monkeypatch):
+    """Two packaged OCR networks on a few texture patches: protocol extraction (train and test
+    caches), probe, agreement, and the group loads through data.ground_truth."""
+    import data.ground_truth as gt
+    from data.ground_truth import load_ground_truth, register_ground_truth_file
+    from finetuning.probe import PROBE_GROUP, run_probe
+
+    monkeypatch.setattr(gt, "_REGISTERED", {})         # the registration below must not leak
+
+    cfg = FinetuneConfig(resolution=112, size_multiple=14, n_train_per_class=6, n_val_per_class=2,
+                         n_test_per_class=5)
+    models = ["ocr_cls", "ocr_det"]
+    ref = {"textures": {"ocr_cls": 60.0, "ocr_det": 70.0}}
+    doc = run_probe(models, ["textures"], cfg, tmp_path / "cache", tmp_path / "probe.json", references={"ref": ref},
+                    folds=3, progress=False, device="cpu", log=lambda msg: None)
+    runs = doc["runs"]["textures"]
+    assert set(runs) == set(models)
+    assert all(r["n_train"] == 18 and r["n_test"] == 15 for r in runs.values())
+    assert all(0 <= v <= 100 for v in doc[PROBE_GROUP]["textures"].values())
+    assert doc["agreement"]["textures"]["ref"] == {"kendall_tau": None, "models": models}   # 2 models: no tau
+    assert (tmp_path / "cache" / "train").is_dir() and (tmp_path / "cache" / "test").is_dir()
+    assert load_ground_truth(register_ground_truth_file(tmp_path / "probe.json")) == doc[PROBE_GROUP]

@@ -51,3 +51,36 @@ def test_models_are_differentiated(doc):
     """A ground truth where every model scores the same cannot rank anything."""
     spreads = [max(row.values()) - min(row.values()) for row in doc[GROUP].values()]
     assert sum(s >= 5.0 for s in spreads) >= len(spreads) - 1
+
+
+# --- protocol v2: the committed partial results (data/ground_truth/partial/), filled in chunks ------
+V2_PARTIAL = GROUND_TRUTH_DIR / "partial" / "offline_zoo_v2.partial.json"
+
+
+@pytest.mark.skipif(not V2_PARTIAL.is_file(), reason="no v2 partial results committed yet")
+def test_v2_partial_results_follow_their_protocol():
+    """Every finished v2 cell: best lr picked on val among the search runs, lr_bracketed right,
+    n_seeds runs at that lr, the value the mean of their test accuracies; every finished single
+    run belongs to the protocol's lr / seed values."""
+    import numpy as np
+
+    from finetuning.runner import is_bracketed
+
+    doc = json.loads(V2_PARTIAL.read_text())
+    cfg = FinetuneConfig.from_dict(doc["protocol"])
+    assert cfg.n_seeds >= 3 and cfg.n_train_per_class >= 100 and cfg.max_lr_extensions >= 1
+    for dataset, row in doc["runs"].items():
+        for model, run in row.items():
+            search = {r["lr"]: r["val_acc"] for r in run["per_lr"]}
+            assert list(search)[:len(cfg.lrs)] == list(cfg.lrs), (dataset, model)
+            assert run["best_lr"] == select_best_lr(search)
+            assert run["lr_bracketed"] == is_bracketed(list(search), run["best_lr"])
+            assert [r["seed"] for r in run["seed_runs"]] == list(cfg.seeds)
+            assert all(r["lr"] == run["best_lr"] for r in run["seed_runs"])
+            assert run["test_acc_seeds"] == [r["test_acc"] for r in run["seed_runs"]]
+            assert run["test_acc"] == pytest.approx(np.mean(run["test_acc_seeds"]))
+            assert run["test_acc_std"] == pytest.approx(np.std(run["test_acc_seeds"], ddof=1))
+    for dataset, row in doc.get("trials", {}).items():
+        for model, trials in row.items():
+            for t in trials.values():
+                assert t["seed"] in cfg.seeds and 0 <= t["test_acc"] <= 100 and t["seconds"] > 0
