@@ -103,7 +103,7 @@ import scipy.linalg
 import scipy.optimize
 
 from ._linalg import class_sums, project_simplex, simplex_qp
-from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_features, prepare_label_embeddings
+from ._prepared import PreparedFeatures, PreparedLabelEmbeddings, prepare_label_embeddings
 from ._validation import DegenerateInputError, check_positive
 from .logme import maximise_evidence
 from ._backend import accepts_backend, prepare_on, to_host
@@ -205,8 +205,9 @@ def emms(features, label_embeddings, *, max_iter: int = 100, tol: float = 1e-10,
     return (score, t, ridge) if auto else (score, t)
 
 
+@accepts_backend
 def emms_cv(features, label_embeddings, *, cv: str = "gcv", standardise: bool = True,
-            return_weights: bool = False):
+            return_weights: bool = False, backend=None, device=None):
     """Out-of-sample EMMS: ``- min_{lam >= 0, t in simplex} CV(lam, t) / E`` (higher is better).
 
     ``CV(lam, t)`` is the mean squared leave-one-out prediction error per sample of the ridge w-step
@@ -222,10 +223,10 @@ def emms_cv(features, label_embeddings, *, cv: str = "gcv", standardise: bool = 
     stays discriminative when N <= D. Formulas and cost: module docstring, ``docs/metrics.md``.
 
     Returns the score; with ``return_weights`` ``(score, t (K,), ridge)`` with ``ridge = lam / N``
-    (the convention of :func:`emms`; ``inf`` = no fit).
+    (the convention of :func:`emms`; ``inf`` = no fit). ``backend`` / ``device`` as :func:`emms`.
     """
-    F = prepare_features(features)
-    Y = prepare_label_embeddings(label_embeddings, F.n_samples)
+    F = prepare_on(features, backend, device)
+    Y = prepare_label_embeddings(to_host(label_embeddings), F.n_samples)
     if cv not in CV_CRITERIA:
         raise ValueError(f"cv must be one of {sorted(CV_CRITERIA)}, got {cv!r}")
     N, E, K = Y.shape

@@ -79,6 +79,11 @@ def test_regression_targets_and_emms_options_match():
                              device="cpu")
             _assert_same(a[0], b[0])
             np.testing.assert_allclose(b[1], a[1], atol=1e-7)
+    for cv in ("gcv", "loo"):
+        _assert_same(metrics.emms_cv(X, Y, cv=cv), metrics.emms_cv(X, Y, cv=cv, backend="torch", device="cpu"))
+        small = _data(30, 60, 3)                                  # N <= D
+        _assert_same(metrics.emms_cv(small["features"], small["label_embeddings"], cv=cv),
+                     metrics.emms_cv(small["features"], small["label_embeddings"], cv=cv, device="cpu"))
 
 
 @pytest.mark.parametrize("name", ["logme", "emms", "emms_ols", "hscore", "hscore_reg", "transrate"])
