@@ -61,12 +61,12 @@ __all__ = ["Family", "FAMILIES", "LITE_LAYERS", "ONNX_LAYERS", "intermediate_can
 
 @dataclass(frozen=True)
 class Family:
-    """A network and its candidates: ``members`` (final first), ``record_parts(name)`` (static
-    description) and ``build(names, device, pretrained)`` (one multi-output model)."""
+    """A network and its candidates: ``members`` (final first), ``record_parts(name, device)``
+    (static description) and ``build(names, device, pretrained)`` (one multi-output model)."""
 
     network: str
     members: tuple[str, ...]
-    record_parts: Callable[[str], dict]
+    record_parts: Callable[[str, torch.device], dict]
     build: Callable[[Sequence[str], torch.device, bool], MultiOutputFeatureModel]
 
 
@@ -133,7 +133,7 @@ def _lite_family(spec: LiteSpec) -> Family:
         return build_lite_multi(spec, [layers[n] for n in names if n in layers], spec.name in names, device,
                                 pretrained)
 
-    return Family(spec.name, tuple(members), lambda n: lite_record_parts(members[n]), build)
+    return Family(spec.name, tuple(members), lambda n, device: lite_record_parts(members[n], device), build)
 
 
 def _onnx_family(spec: OnnxSpec) -> Family:
@@ -143,7 +143,7 @@ def _onnx_family(spec: OnnxSpec) -> Family:
         _check_members(spec.name, members, names)
         return OnnxMultiModel([members[n] for n in names], device, pretrained)
 
-    return Family(spec.name, tuple(members), lambda n: onnx_record_parts(members[n]), build)
+    return Family(spec.name, tuple(members), lambda n, device: onnx_record_parts(members[n], device), build)
 
 
 for _fam in [*map(_lite_family, LITE_SPECS), *map(_onnx_family, ONNX_SPECS)]:
@@ -164,11 +164,11 @@ def family_of(name: str) -> str | None:
     return _FAMILY_OF.get(name)
 
 
-def static_record_parts(name: str) -> dict | None:
-    """``{"cls", "feature_dim", "input_hw", "num_source_classes", "preprocess"}`` of candidate
-    ``name`` without building it (None for models outside the families)."""
+def static_record_parts(name: str, device: str | torch.device | None = None) -> dict | None:
+    """``{"cls", "feature_dim", "input_hw", "num_source_classes", "preprocess"}`` of
+    ``create_model(name, device=device)`` without building it (None outside the families)."""
     family = family_of(name)
-    return None if family is None else FAMILIES[family].record_parts(name)
+    return None if family is None else FAMILIES[family].record_parts(name, resolve_device(device))
 
 
 def build_family_model(names: Sequence[str], *, device: str | torch.device | None = None,

@@ -290,8 +290,9 @@ class OnnxMultiModel(MultiOutputFeatureModel):
         return {spec.name: _pooled(spec, arrays, self.device) for spec in self.specs}
 
 
-def onnx_record_parts(spec: OnnxSpec) -> dict:
-    """What ``create_model(spec.name)`` reports (class, dims, head, preprocess), without a session."""
+def onnx_record_parts(spec: OnnxSpec, device: torch.device | None = None) -> dict:
+    """What ``create_model(spec.name)`` reports (class, dims, head, preprocess), without a session
+    (the same on every device)."""
     return {"cls": OnnxFeatureModel, "feature_dim": spec.feature_dim, "input_hw": spec.input_hw,
             "num_source_classes": spec.num_source_classes, "preprocess": spec.preprocess()}
 
