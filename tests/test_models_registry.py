@@ -8,7 +8,7 @@ import torchvision
 import models
 from models.torchvision_cnn import _fix_densenet_keys
 
-EXPECTED = {"cnn": 11, "vit": 13, "caption": 9, "offline": 20}
+EXPECTED = {"cnn": 11, "vit": 13, "caption": 9, "offline": 20, "offline_trained": 11}
 
 
 def test_groups_and_counts():
