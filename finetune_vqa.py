@@ -6,12 +6,11 @@ Resumable: finished candidates are kept in PARTIAL; re-running trains only the m
     python finetune_vqa.py
     python finetune_vqa.py --candidates efficientnet_lite0+minilm ocr_cls+bow --output /tmp/gt.json
 """
-import argparse
 from pathlib import Path
 
 import tasks  # noqa: F401
 from tasks import vqa
-from tasks.pipeline import write_ground_truth_file
+from tasks.cli import ground_truth_main
 
 ROOT = Path(__file__).resolve().parent
 CANDIDATES = vqa.CANDIDATES
@@ -19,24 +18,12 @@ DATASET = vqa.DATASET
 CACHE_DIR = "cache"
 OUTPUT = ROOT / "data" / "ground_truth" / "offline_vqa.json"
 PARTIAL = ROOT / "results" / "offline_vqa" / "ground_truth_runs.json"
-
 ABOUT = ("Measured here: answer accuracy (percent) on 1000 held-out easy-VQA test questions of an answer head "
          "trained per candidate on its frozen image feature and frozen question embedding (2000 seeded train "
          "questions, 80/20 fit/validation, lr chosen on validation). easy-VQA is a published synthetic VQA set "
          "(PyPI easy-vqa 1.0); the subset and the candidates are ours, not a published benchmark.")
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
-    p.add_argument("--dataset", default=DATASET)
-    p.add_argument("--cache-dir", default=CACHE_DIR)
-    p.add_argument("--output", type=Path, default=OUTPUT)
-    p.add_argument("--partial", type=Path, default=PARTIAL)
-    p.add_argument("--device", default=None)
-    a = p.parse_args()
-    runs = vqa.ground_truth(a.candidates, cache_dir=a.cache_dir, partial_path=a.partial, dataset=a.dataset,
-                            device=a.device)
-    path = write_ground_truth_file(a.output, group="offline_vqa", dataset=a.dataset, measure="accuracy",
-                                   unit="percent", runs=runs, about=ABOUT, protocol=vqa.GT_PROTOCOL,
-                                   source="finetune_vqa.py (this repository)")
-    print(f"wrote {path}")
+    raise SystemExit(ground_truth_main(vqa, __doc__.splitlines()[0], group="offline_vqa", measure="accuracy",
+                                       unit="percent", about=ABOUT, candidates=CANDIDATES, dataset=DATASET,
+                                       cache_dir=CACHE_DIR, output=OUTPUT, partial=PARTIAL))

@@ -14,7 +14,7 @@ __all__ = ["TASK_MODULES", "TASK_PLUGINS", "TaskPlugin", "EVALUATE_SCRIPTS", "ge
            "register_task", "load_all"]
 
 #: the task modules imported (and so registered) by ``import tasks``
-TASK_MODULES = ("tasks.vqa",)
+TASK_MODULES = ("tasks.vqa", "tasks.rec", "tasks.tqa")
 
 
 def load_all() -> None:

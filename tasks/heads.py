@@ -8,8 +8,10 @@ not updated; docs/tasks.md states this departure from full fine-tuning):
   ``logits = W_2 relu(W_1 [a, b, a * b])`` over the answer vocabulary; cross-entropy.
 * :class:`FiLMBoxHead` (REC): the spatial map ``M`` (C, g, g) is projected by a 1x1 conv to H
   channels and modulated by the expression (FiLM, Perez et al. 2018):
-  ``h = relu(conv(M) * (1 + gamma(t)) + beta(t))``; ``box = sigmoid(MLP(flatten h))`` read as
-  image-normalised (cx, cy, w, h) and returned as (x1, y1, x2, y2); loss ``L1 + GIoU``.
+  ``h = relu(conv(M) * (1 + gamma(t)) + beta(t))``, then a 3x3 conv and a 1x1 conv give per cell
+  (i, j) a score s and a box (centre ``((j + 0.5 + tanh dx) / g, (i + 0.5 + tanh dy) / g)``, size
+  ``sigmoid(w), sigmoid(h)``, image-normalised); the output is the softmax(s)-weighted mean of the
+  cell boxes as (x1, y1, x2, y2); loss ``L1 + GIoU``.
 
 :func:`fit_head` trains with AdamW (``finetuning.engine.build_optimizer``), a warm-up + cosine
 schedule (``finetuning.engine.warmup_cosine_lambda``) and seeded mini-batches; :func:`select_lr`
@@ -43,17 +45,26 @@ class AnswerHead(nn.Module):
 
 
 class FiLMBoxHead(nn.Module):
-    def __init__(self, channels: int, side: int, text_dim: int, hidden: int = 64, mlp: int = 256):
+    def __init__(self, channels: int, side: int, text_dim: int, hidden: int = 64):
         super().__init__()
+        self.side = int(side)
         self.conv = nn.Conv2d(channels, hidden, 1)
         self.film = nn.Linear(text_dim, 2 * hidden)
-        self.mlp = nn.Sequential(nn.Linear(hidden * side * side, mlp), nn.ReLU(), nn.Linear(mlp, 4))
+        self.mix = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.out = nn.Conv2d(hidden, 5, 1)                     # per cell: score, dx, dy, w, h
 
     def forward(self, maps: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.film(text).chunk(2, dim=1)
         h = F.relu(self.conv(maps) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
-        cx, cy, w, hgt = torch.sigmoid(self.mlp(h.flatten(1))).unbind(1)
-        return torch.stack([cx - w / 2, cy - hgt / 2, cx + w / 2, cy + hgt / 2], dim=1)
+        o = self.out(F.relu(self.mix(h)))                        # B x 5 x g x g
+        g = o.shape[-1]
+        grid = (torch.arange(g, dtype=o.dtype, device=o.device) + 0.5) / g
+        cx = grid[None, None, :] + torch.tanh(o[:, 1]) / g       # B x g x g (columns = x)
+        cy = grid[None, :, None] + torch.tanh(o[:, 2]) / g
+        w, hgt = torch.sigmoid(o[:, 3]), torch.sigmoid(o[:, 4])
+        cells = torch.stack([cx - w / 2, cy - hgt / 2, cx + w / 2, cy + hgt / 2], dim=1).flatten(2)   # B x 4 x gg
+        weights = torch.softmax(o[:, 0].flatten(1), dim=1)       # B x gg
+        return (cells * weights[:, None, :]).sum(dim=2)
 
 
 def box_iou_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ fingerprint and the model record (``models.pipeline.model_record``); reused only
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -56,6 +57,18 @@ def _onnx_map(model, x: torch.Tensor) -> torch.Tensor:
     if arr.ndim != 4:
         raise ValueError(f"{model.name}: feature tensor of shape {arr.shape} is not a spatial map")
     return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+@lru_cache(maxsize=4)
+def _lite_torch_network(spec):
+    from models.efficientnet_lite import _build_network
+    return _build_network(spec, True).eval()
+
+
+@SPATIAL_READERS.register("LiteOrtFeatureModel")
+def _lite_ort_map(model, x: torch.Tensor) -> torch.Tensor:
+    """EfficientNet-Lite served by onnxruntime: its (same-weights) torch network's ``forward_features``."""
+    return _lite_torch_network(model._multi.spec).forward_features(x.cpu())
 
 
 def spatial_map(model, x: torch.Tensor) -> torch.Tensor:

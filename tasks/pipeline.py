@@ -19,7 +19,7 @@ from data.cache import (CacheLayout, atomic_save_json, check_entry, entry_lock, 
 from .text import LOCAL_TEXT_ENCODERS, get_question_encoder
 
 __all__ = ["cache_key", "write_labels", "text_embeddings", "write_features", "file_record", "GroundTruthStore",
-           "split_candidate", "write_ground_truth_file"]
+           "split_candidate", "write_ground_truth_file", "encoder_arg"]
 
 
 def cache_key(dataset: str, split: str) -> str:
@@ -52,13 +52,19 @@ def write_labels(cache_dir, key: str, ds, labels: np.ndarray, log: Callable[[str
     return path
 
 
+def encoder_arg(name: str):
+    """What ``Label_embedding.embed`` takes for encoder ``name``: the registry name (built lazily,
+    only when a file must be made), or an instance for the encoders local to ``tasks.text``."""
+    return get_question_encoder(name) if name in LOCAL_TEXT_ENCODERS else name
+
+
 def text_embeddings(cache_dir, key: str, texts: Sequence[str], encoder: str, role: str, *,
                     progress: bool = False, log: Callable[[str], None] = print) -> np.ndarray:
     """(N, E) embeddings of per-sample ``texts`` with ``encoder``, cached as
     ``caption_embeddings/{key}/{role}.{encoder}.npy`` (``Label_embedding.write_caption_embeddings``)."""
     from Label_embedding.embed import write_caption_embeddings
 
-    enc = get_question_encoder(encoder) if encoder in LOCAL_TEXT_ENCODERS else encoder
+    enc = encoder_arg(encoder)
     cache_name = encoder if role == "" else f"{role}.{encoder}"
     path = write_caption_embeddings(key, enc, cache_dir, captions=list(texts), cache_name=cache_name,
                                     progress=progress, log=log)
@@ -107,16 +113,22 @@ class GroundTruthStore:
                                  "or pass another partial path")
             self.runs = dict(doc.get("runs", {}))
 
+    def _reload(self) -> None:
+        if self.path.is_file():
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            if doc.get("protocol") == self.protocol:
+                self.runs = {**doc.get("runs", {}), **self.runs}
+
     def get(self, candidate: str) -> Optional[dict]:
+        """The finished run of ``candidate`` (also one another process stored meanwhile), or None."""
+        if candidate not in self.runs:
+            self._reload()
         return self.runs.get(candidate)
 
     def put(self, candidate: str, record: dict) -> None:
         """Add one run; merges with runs another process wrote meanwhile (under a file lock)."""
         with entry_lock(self.path):
-            if self.path.is_file():
-                doc = json.loads(self.path.read_text(encoding="utf-8"))
-                if doc.get("protocol") == self.protocol:
-                    self.runs = {**doc.get("runs", {}), **self.runs}
+            self._reload()
             self.runs[candidate] = record
             atomic_save_json(self.path, {"protocol": self.protocol, "runs": self.runs})
 

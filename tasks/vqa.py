@@ -14,7 +14,7 @@
   frozen image feature and question embedding of the train split (80% fit / 20% validation, lr
   chosen on validation), answer accuracy (percent) on the test split's questions.
 
-Offline set: ``easyvqa_vqa`` (``tasks.vqa_data``). Full-scale loaders: ``tasks.vqa_loaders``.
+Offline set: ``easyvqa_vqa``; full-scale loaders ``vqav2``, ``cocoqa``, ``clevr`` (``tasks.vqa_data``).
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ from evaluation.runner import TaskSpec
 from .base import TaskPlugin, metrics_for, register_task
 from .fusion import FUSION_VERSION, bilinear_fusion
 from .images import cached_image_arrays, image_array_path
-from .pipeline import GroundTruthStore, cache_key, file_record, split_candidate, text_embeddings, write_features, \
+from .pipeline import GroundTruthStore, cache_key, encoder_arg, file_record, split_candidate, text_embeddings, write_features, \
     write_labels
-from .vqa_data import build_easyvqa
+from .vqa_data import build_easyvqa, full_scale_specs
 
 __all__ = ["PLUGIN", "BACKBONES", "QUESTION_ENCODERS", "CANDIDATES", "extract", "ground_truth", "GT_PROTOCOL"]
 
@@ -59,7 +59,8 @@ PLUGIN = register_task(TaskPlugin(
     label_sources=(LabelSource(name="answers", path=lambda layout, dataset, encoder: layout.label_embedding(dataset, encoder),
                                needs_labels=True, description="(C, E) answer-string embeddings indexed by the answer ids"),),
     datasets=(DatasetSpec(name=DATASET, kind="vqa", build=build_easyvqa, splits=("train", "test"),
-                          description="seeded subset of easy-VQA 1.0 questions (PyPI easy-vqa), 13 answers"),),
+                          description="seeded subset of easy-VQA 1.0 questions (PyPI easy-vqa), 13 answers"),)
+             + full_scale_specs(),
     candidates={c: "pooled image feature of {} fused with the {} question embedding".format(*c.split("+"))
                 for c in CANDIDATES},
 ))
@@ -91,8 +92,8 @@ def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str =
     key = cache_key(dataset, split)
     write_labels(cache_dir, key, ds, ds.targets, log=log)
     for enc in encoders:
-        write_label_embeddings(key, enc, cache_dir, classnames=ds.classes, templates="name", readable=False,
-                               progress=False, log=log)
+        write_label_embeddings(key, encoder_arg(enc), cache_dir, classnames=ds.classes, templates="name",
+                               readable=False, cache_name=enc, progress=False, log=log)
     status = {}
     for cand in candidates:
         t0 = time.perf_counter()
@@ -112,7 +113,7 @@ def _sha(a: np.ndarray) -> str:
 
 def ground_truth(candidates: Sequence[str] = CANDIDATES, *, cache_dir, partial_path, dataset: str = DATASET,
                  data_root=None, device: Optional[str] = None, protocol: Optional[dict] = None, progress: bool = True,
-                 log: Callable[[str], None] = print) -> Dict[str, dict]:
+                 log: Callable[[str], None] = print, **dataset_options) -> Dict[str, dict]:
     """Train the answer head of every candidate (module docstring); resumable through ``partial_path``.
     Returns ``{candidate: record}`` with ``test`` = answer accuracy (percent) on the test split."""
     import torch
@@ -123,9 +124,10 @@ def ground_truth(candidates: Sequence[str] = CANDIDATES, *, cache_dir, partial_p
     from .heads import AnswerHead, select_lr, standardiser
 
     proto = dict(GT_PROTOCOL if protocol is None else protocol)
-    store = GroundTruthStore(partial_path, {"dataset": dataset, **proto})
-    train = data.get_dataset(dataset, split="train", root=data_root)
-    test = data.get_dataset(dataset, split="test", root=data_root)
+    options = {"options": dict(dataset_options)} if dataset_options else {}
+    store = GroundTruthStore(partial_path, {"dataset": dataset, **options, **proto})
+    train = data.get_dataset(dataset, split="train", root=data_root, **dataset_options)
+    test = data.get_dataset(dataset, split="test", root=data_root, **dataset_options)
     rng = np.random.default_rng(proto["seed"])
     order = rng.permutation(len(train))
     n_val = int(round(proto["val_fraction"] * len(train)))

@@ -10,6 +10,11 @@ one coloured shape each): a seeded subset. Recipe: from the split's scenes draw 
 (train 400, test 200) without replacement with ``numpy.random.default_rng([random_state, split])``
 (split 0 = train, 1 = test), keep their questions, draw ``n_questions`` of those (train 2000, test
 1000), kept in (image id, question) order. Answers: the package's 13-answer vocabulary, in its order.
+
+Full scale (``{data root}/{subdir}``, kind ``vqa``): ``vqav2`` (VQA v2 questions + annotations
+JSON, COCO 2014 images), ``cocoqa`` (COCO-QA text files), ``clevr`` (CLEVR v1.0 question JSON);
+the answer vocabulary is the most frequent answers of the split (``n_answers``), the image
+fingerprint covers the image paths (not their bytes).
 """
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ from torch.utils.data import Dataset
 
 from data.fingerprint import sha256_json
 
-__all__ = ["VQASamples", "easyvqa_answers", "build_easyvqa"]
+__all__ = ["VQASamples", "easyvqa_answers", "build_easyvqa", "build_vqav2", "build_cocoqa", "build_clevr",
+           "full_scale_specs"]
 
 _EASYVQA_DEFAULTS = {"train": (400, 2000), "test": (200, 1000)}
 
@@ -93,3 +99,105 @@ def build_easyvqa(root, split: str, transform=None, n_images: Optional[int] = No
                       [vocab.index(a) for _, _, a in picked], vocab,
                       image_fingerprint=hashlib.sha256(np.ascontiguousarray(sub).tobytes()).hexdigest(),
                       name="easyvqa_vqa", split=split)
+
+
+# -- full-scale loaders (local directories; a missing file raises DatasetNotFoundError naming it) ----------
+def _from_triples(paths: Sequence[str], questions: Sequence[str], answers: Sequence[str], *, name: str, split: str,
+                  n_answers: Optional[int]) -> VQASamples:
+    """Samples over the unique image paths; vocabulary = the ``n_answers`` most frequent answers of
+    these samples (ties alphabetical; None: all), samples with other answers dropped."""
+    from collections import Counter
+
+    counts = Counter(answers)
+    vocab = sorted(counts, key=lambda a: (-counts[a], a))[: None if n_answers is None else int(n_answers)]
+    index_of = {a: i for i, a in enumerate(vocab)}
+    keep = [i for i, a in enumerate(answers) if a in index_of]
+    if not keep:
+        raise ValueError(f"{name} {split}: no question left")
+    unique = sorted({paths[i] for i in keep})
+    row = {p: k for k, p in enumerate(unique)}
+    return VQASamples(unique, [row[paths[i]] for i in keep], [questions[i] for i in keep],
+                      [index_of[answers[i]] for i in keep], vocab, image_fingerprint=sha256_json(unique),
+                      name=name, split=split)
+
+
+def _need(path, name: str, how: str):
+    from pathlib import Path
+
+    from data.registry import DatasetNotFoundError
+    path = Path(path)
+    if not path.exists():
+        raise DatasetNotFoundError(f"dataset {name!r}: missing {path}. {how}")
+    return path
+
+
+def _read_json(path):
+    import json
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+_VQAV2_HOW = "Get VQA v2 (https://visualqa.org: questions + annotations JSON) and the COCO 2014 images."
+_COCOQA_HOW = "Get COCO-QA (Ren et al. 2015: {train,test}/questions.txt, answers.txt, img_ids.txt) and COCO 2014 images."
+_CLEVR_HOW = "Get CLEVR v1.0 (Johnson et al. 2017: questions/CLEVR_{split}_questions.json, images/{split}/)."
+
+
+def build_vqav2(folder, split: str, transform=None, n_answers: Optional[int] = 3129, images_dir=None) -> VQASamples:
+    """VQA v2: ``v2_OpenEnded_mscoco_{s}2014_questions.json`` + ``v2_mscoco_{s}2014_annotations.json``
+    (answer = ``multiple_choice_answer``), images ``{coco}/{s}2014/COCO_{s}2014_{id:012d}.jpg``
+    (``images_dir`` default ``{folder}/../coco``); split ``train`` / ``val``."""
+    from pathlib import Path
+    folder = Path(folder)
+    qs = _read_json(_need(folder / f"v2_OpenEnded_mscoco_{split}2014_questions.json", "vqav2", _VQAV2_HOW))["questions"]
+    anns = _read_json(_need(folder / f"v2_mscoco_{split}2014_annotations.json", "vqav2", _VQAV2_HOW))["annotations"]
+    answer = {int(a["question_id"]): str(a["multiple_choice_answer"]) for a in anns}
+    images = _need(Path(images_dir) if images_dir else folder.parent / "coco" / f"{split}2014", "vqav2", _VQAV2_HOW)
+    paths = [str(images / f"COCO_{split}2014_{int(q['image_id']):012d}.jpg") for q in qs]
+    return _from_triples(paths, [q["question"] for q in qs], [answer[int(q["question_id"])] for q in qs],
+                         name="vqav2", split=split, n_answers=n_answers)
+
+
+def build_cocoqa(folder, split: str, transform=None, n_answers: Optional[int] = None, images_dir=None) -> VQASamples:
+    """COCO-QA: ``{split}/questions.txt``, ``answers.txt``, ``img_ids.txt`` (aligned lines); images are
+    looked up as ``COCO_train2014_{id:012d}.jpg`` / ``COCO_val2014_...`` under ``{folder}/../coco/{train,val}2014``."""
+    from pathlib import Path
+    folder = Path(folder)
+    read = lambda f: [l.strip() for l in _need(folder / split / f, "cocoqa", _COCOQA_HOW).read_text(encoding="utf-8").splitlines() if l.strip()]
+    questions, answers, ids = read("questions.txt"), read("answers.txt"), read("img_ids.txt")
+    if not len(questions) == len(answers) == len(ids):
+        raise ValueError(f"cocoqa {split}: {len(questions)} questions, {len(answers)} answers, {len(ids)} image ids")
+    coco = Path(images_dir) if images_dir else folder.parent / "coco"
+    paths = []
+    for i in ids:
+        candidates = [coco / f"{s}2014" / f"COCO_{s}2014_{int(i):012d}.jpg" for s in ("train", "val")]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            _need(candidates[0], "cocoqa", _COCOQA_HOW)
+        paths.append(str(found))
+    return _from_triples(paths, questions, answers, name="cocoqa", split=split, n_answers=n_answers)
+
+
+def build_clevr(folder, split: str, transform=None, n_answers: Optional[int] = None) -> VQASamples:
+    """CLEVR v1.0: ``questions/CLEVR_{split}_questions.json`` (``image_filename``, ``question``,
+    ``answer``), images ``images/{split}/``; split ``train`` / ``val``."""
+    from pathlib import Path
+    folder = Path(folder)
+    qs = _read_json(_need(folder / "questions" / f"CLEVR_{split}_questions.json", "clevr", _CLEVR_HOW))["questions"]
+    images = _need(folder / "images" / split, "clevr", _CLEVR_HOW)
+    return _from_triples([str(images / q["image_filename"]) for q in qs], [q["question"] for q in qs],
+                         [str(q["answer"]) for q in qs], name="clevr", split=split, n_answers=n_answers)
+
+
+def full_scale_specs() -> tuple:
+    from data.registry import DatasetSpec
+    return (
+        DatasetSpec(name="vqav2", kind="vqa", build=build_vqav2, splits=("train", "val"), subdir="vqav2",
+                    description="VQA v2 (COCO 2014 images)", layout="v2_OpenEnded_mscoco_*_questions.json, "
+                    "v2_mscoco_*_annotations.json; images in ../coco/{train,val}2014/", how_to_get=_VQAV2_HOW),
+        DatasetSpec(name="cocoqa", kind="vqa", build=build_cocoqa, splits=("train", "test"), subdir="cocoqa",
+                    description="COCO-QA (COCO 2014 images)", layout="{train,test}/questions.txt, answers.txt, "
+                    "img_ids.txt; images in ../coco/{train,val}2014/", how_to_get=_COCOQA_HOW),
+        DatasetSpec(name="clevr", kind="vqa", build=build_clevr, splits=("train", "val"), subdir="clevr",
+                    description="CLEVR v1.0", layout="questions/CLEVR_*_questions.json, images/{train,val}/",
+                    how_to_get=_CLEVR_HOW),
+    )

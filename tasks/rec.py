@@ -1,0 +1,172 @@
+"""Referring expression comprehension (EMMS: "the same pipeline as the image caption task").
+
+* Label texts (one per sample, embedded with every text encoder, stacked (N, E, K)):
+  task ``rec``: the box as text, image-normalised ``"[x1, y1, x2, y2]"`` to two decimals
+  (``tasks.rec_scenes.box_text``), label source ``rec_box`` = ``caption_embeddings/{dataset}/box.{encoder}.npy``;
+  task ``rec_expr``: the expression followed by the box, ``"the sandal [0.12, 0.40, 0.38, 0.71]"``,
+  label source ``rec_expr_box`` = ``caption_embeddings/{dataset}/exprbox.{encoder}.npy``.
+* Candidate ``"{backbone}+{expression encoder}"`` with a backbone that has a spatial map
+  (``tasks.images.SPATIAL_READERS``). Feature X: ``tasks.fusion.bilinear_fusion`` of the 3x3 grid
+  of cell means of the backbone's last spatial map (C * 9 values, so the position of the referent
+  is kept) and the expression embedding.
+* Ground truth (``finetune_rec.py``): per candidate a :class:`tasks.heads.FiLMBoxHead` trained on
+  the frozen spatial map (<= 6x6 cells) and the frozen expression embedding (L1 + GIoU loss),
+  Acc@0.5 (percent of test expressions whose predicted box has IoU >= 0.5 with the referent's).
+
+Offline set: ``rec_scenes`` (composed here, ``tasks.rec_scenes``); full scale: ``refcoco``,
+``refcoco+``, ``refcocog`` (``tasks.rec_data``).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+from data.registry import DatasetSpec
+from evaluation.inputs import LabelSource
+from evaluation.runner import TaskSpec
+
+from .base import TaskPlugin, register_task
+from .fusion import FUSION_VERSION, bilinear_fusion
+from .images import cached_image_arrays, grid_pool, image_array_path
+from .pipeline import GroundTruthStore, cache_key, file_record, split_candidate, text_embeddings, write_features, \
+    write_labels
+from .rec_data import build_rec_scenes, refer_specs
+from .rec_scenes import box_text
+
+__all__ = ["PLUGIN", "BACKBONES", "EXPRESSION_ENCODERS", "CANDIDATES", "DATASET", "label_texts", "extract",
+           "ground_truth", "GT_PROTOCOL", "GRID"]
+
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "ocr_det")   # + any backbone with a spatial map
+EXPRESSION_ENCODERS = ("minilm", "bow")
+CANDIDATES = tuple(f"{b}+{q}" for b in BACKBONES for q in EXPRESSION_ENCODERS)
+DATASET = "rec_scenes"
+GRID = 3
+GT_PROTOCOL = {"head": "FiLMBoxHead(hidden=64, per-cell boxes) on the frozen spatial map + frozen expression embedding",
+               "loss": "L1 + GIoU", "val_fraction": 0.2, "lrs": [1e-3, 3e-3], "epochs": 40, "batch_size": 64,
+               "weight_decay": 1e-4, "seed": 0, "standardise": "per-channel mean/std of the fit rows",
+               "measure": "Acc@0.5 (IoU >= 0.5), percent"}
+
+#: task name -> (label source, role of its cache files, label-text builder)
+_LABELS = {
+    "rec": ("rec_box", "box", lambda ds: [box_text(b, *s) for b, s in zip(ds.boxes, ds.sizes)]),
+    "rec_expr": ("rec_expr_box", "exprbox",
+                 lambda ds: [f"{e} {box_text(b, *s)}" for e, b, s in zip(ds.expressions, ds.boxes, ds.sizes)]),
+}
+_PROVIDES = frozenset({"features", "label_embeddings"})
+
+
+def _source(name: str, role: str) -> LabelSource:
+    return LabelSource(name=name, path=lambda layout, dataset, encoder: layout.caption_embedding(dataset, f"{role}.{encoder}"),
+                       needs_labels=False, description=f"(N, E) per-sample embeddings of the {role} label text")
+
+
+PLUGIN = register_task(TaskPlugin(
+    name="rec",
+    specs=tuple(TaskSpec(name=t, label_source=src, provides=_PROVIDES,
+                         default_metrics=("emms", "logme_flabel", "transrate_flabel"), default_group="offline_rec",
+                         default_encoders=("minilm",)) for t, (src, _, _) in _LABELS.items()),
+    evaluate_script="evaluate_metric_caption.py",
+    label_text={"rec": "the box as text, image-normalised [x1, y1, x2, y2] to two decimals",
+                "rec_expr": "the expression, a space, then the box text"},
+    measure="Acc@0.5",
+    description="referring expression comprehension: one box per expression, fused image-expression features",
+    label_sources=tuple(_source(src, role) for src, role, _ in _LABELS.values()),
+    datasets=(DatasetSpec(name=DATASET, kind="rec", build=build_rec_scenes, splits=("train", "test"),
+                          description="REC scenes composed here from MNIST / Fashion-MNIST / easy-VQA images"),)
+             + refer_specs(),
+    candidates={c: "3x3 grid of the {} spatial map fused with the {} expression embedding".format(*c.split("+"))
+                for c in CANDIDATES},
+))
+
+
+def label_texts(ds, task: str = "rec"):
+    """The per-sample label texts of ``task`` ("rec" or "rec_expr") for the samples of ``ds``."""
+    return _LABELS[task][2](ds)
+
+
+def _encoders():
+    from .text import question_encoder_names
+    return question_encoder_names()
+
+
+def _inputs_of(cache_dir, key, ds, candidate, *, device, progress, log):
+    from models import list_models
+    backbone, enc = split_candidate(candidate, list_models(), _encoders())
+    maps = cached_image_arrays(cache_dir, key, ds.image_fingerprint, ds.images, backbone, "map", device=device,
+                               progress=progress, log=log)
+    e = text_embeddings(cache_dir, key, ds.expressions, enc, "expression", log=log)
+    return maps, e
+
+
+def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str = DATASET, split: str = "train",
+            encoders: Sequence[str] = ("minilm",), data_root=None, device: Optional[str] = None,
+            progress: bool = True, log: Callable[[str], None] = print, **dataset_options) -> Dict[str, str]:
+    """Write labels (arange), both label texts' embeddings (every encoder) and the fused features of
+    every candidate; returns ``{candidate: "extracted" | "skipped"}``."""
+    import data
+
+    ds = data.get_dataset(dataset, split=split, root=data_root, **dataset_options)
+    key = cache_key(dataset, split)
+    write_labels(cache_dir, key, ds, ds.targets, log=log)
+    for task, (_, role, _) in _LABELS.items():
+        texts = label_texts(ds, task)
+        for enc in encoders:
+            text_embeddings(cache_dir, key, texts, enc, role, log=log)
+    status = {}
+    for cand in candidates:
+        t0 = time.perf_counter()
+        maps, e = _inputs_of(cache_dir, key, ds, cand, device=device, progress=progress, log=log)
+        made_from = {"candidate": cand, "image": file_record(image_array_path(cache_dir, "map", key, cand.split("+")[0])),
+                     "grid": GRID, "fusion": FUSION_VERSION,
+                     "expression_sha256": hashlib.sha256(np.ascontiguousarray(e).tobytes()).hexdigest()}
+        _, status[cand] = write_features(cache_dir, key, cand, ds, made_from,
+                                         lambda: bilinear_fusion(grid_pool(maps, GRID)[ds.image_index], e), log=log)
+        log(f"[{status[cand]}] {key}/{cand} ({time.perf_counter() - t0:.1f} s)")
+    return status
+
+
+def ground_truth(candidates: Sequence[str] = CANDIDATES, *, cache_dir, partial_path, dataset: str = DATASET,
+                 data_root=None, device: Optional[str] = None, protocol: Optional[dict] = None, progress: bool = True,
+                 log: Callable[[str], None] = print, **dataset_options) -> Dict[str, dict]:
+    """Train the box head of every candidate (module docstring); resumable through ``partial_path``.
+    Returns ``{candidate: record}`` with ``test`` = Acc@0.5 (percent) on the test split."""
+    import torch
+
+    import data
+
+    from .heads import FiLMBoxHead, box_iou_pairs, box_loss, select_lr, standardiser
+
+    proto = dict(GT_PROTOCOL if protocol is None else protocol)
+    options = {"options": dict(dataset_options)} if dataset_options else {}
+    store = GroundTruthStore(partial_path, {"dataset": dataset, **options, **proto})
+    train = data.get_dataset(dataset, split="train", root=data_root, **dataset_options)
+    test = data.get_dataset(dataset, split="test", root=data_root, **dataset_options)
+    order = np.random.default_rng(proto["seed"]).permutation(len(train))
+    n_val = int(round(proto["val_fraction"] * len(train)))
+    val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    acc50 = lambda pred, target: float(100.0 * (box_iou_pairs(pred, target) >= 0.5).float().mean())
+    b_tr = torch.from_numpy(train.normalised_boxes())
+    b_te = torch.from_numpy(test.normalised_boxes())
+    for cand in candidates:
+        if store.get(cand) is not None:
+            continue
+        t0 = time.perf_counter()
+        m_tr, e_tr = _inputs_of(cache_dir, cache_key(dataset, "train"), train, cand, device=device,
+                                progress=progress, log=log)
+        m_te, e_te = _inputs_of(cache_dir, cache_key(dataset, "test"), test, cand, device=device,
+                                progress=progress, log=log)
+        m_tr, m_te = m_tr[train.image_index], m_te[test.image_index]
+        sm, se = standardiser(m_tr[fit_idx]), standardiser(e_tr[fit_idx])
+        part = lambda idx: ((sm(m_tr[idx]), se(e_tr[idx])), b_tr[idx])
+        res = select_lr(lambda: FiLMBoxHead(m_tr.shape[1], m_tr.shape[2], e_tr.shape[1]),
+                        part(fit_idx), part(val_idx), ((sm(m_te), se(e_te)), b_te), box_loss, acc50,
+                        lrs=proto["lrs"], epochs=proto["epochs"], batch_size=proto["batch_size"],
+                        weight_decay=proto["weight_decay"], seed=proto["seed"])
+        res.update({"n_fit": int(fit_idx.size), "n_val": int(n_val), "n_test": len(test),
+                    "seconds": round(time.perf_counter() - t0, 2)})
+        store.put(cand, res)
+        log(f"[gt] {cand}: test Acc@0.5 {res['test']:.2f}% (lr {res['best_lr']}, {res['seconds']} s)")
+    return {c: store.get(c) for c in candidates}

@@ -1,0 +1,134 @@
+"""VQA task: easy-VQA subset, fused features in the cache, the evaluation CLI with --task vqa,
+the answer-head ground truth, and the full-scale loaders on tiny files in the real formats."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data
+import tasks  # noqa: F401
+from data.cache import CacheLayout, load_npy
+from data.registry import DatasetNotFoundError
+from evaluation.cli import ScriptDefaults, main
+from evaluation.runner import evaluate
+from tasks import vqa
+from tasks.fusion import bilinear_fusion
+from tasks.images import image_array_path
+
+OPTS = dict(n_images=12, n_questions=48)
+CANDS = ["ocr_cls+bow", "ocr_det+bow"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vqa_cache")
+    status = vqa.extract(CANDS, cache_dir=root, encoders=("minilm",), progress=False, log=lambda m: None, **OPTS)
+    assert status == {c: "extracted" for c in CANDS}
+    return root
+
+
+def test_easyvqa_subset_is_seeded_and_uses_the_answer_vocabulary():
+    a = data.get_dataset("easyvqa_vqa", "train", **OPTS)
+    b = data.get_dataset("easyvqa_vqa", "train", **OPTS)
+    c = data.get_dataset("easyvqa_vqa", "train", random_state=1, **OPTS)
+    assert len(a) == 48 and a.images.shape == (12, 64, 64, 3) and len(a.classes) == 13
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    image, question = a[0]
+    assert image.size == (64, 64) and question == a.questions[0]
+    assert set(a.answers) <= set(a.classes)
+    with pytest.raises(ValueError, match="n_questions must be in"):
+        data.get_dataset("easyvqa_vqa", "train", n_images=2, n_questions=1000)
+
+
+def test_extract_writes_labels_answer_table_and_fused_features(cache):
+    layout = CacheLayout(cache)
+    ds = data.get_dataset("easyvqa_vqa", "train", **OPTS)
+    np.testing.assert_array_equal(layout.load_labels("easyvqa_vqa"), ds.targets)
+    assert layout.load_label_embedding("easyvqa_vqa", "minilm").shape == (13, 384)
+    img = load_npy(image_array_path(cache, "pooled", "easyvqa_vqa", "ocr_cls"))
+    q = layout.load_caption_embedding("easyvqa_vqa", "question.bow")
+    x = layout.load_features("easyvqa_vqa", "ocr_cls+bow")
+    np.testing.assert_allclose(x, bilinear_fusion(img[ds.image_index], q), rtol=1e-5, atol=1e-6)
+    again = vqa.extract(CANDS, cache_dir=cache, encoders=("minilm",), progress=False, log=lambda m: None, **OPTS)
+    assert set(again.values()) == {"skipped"}
+
+
+def test_evaluate_vqa_runs_label_and_flabel_metrics(cache, tmp_path):
+    result = evaluate(cache, tmp_path, datasets=["easyvqa_vqa"], models=CANDS, metrics=["emms", "logme", "logme_flabel"],
+                      encoders=("minilm",), task="vqa", ground_truth={"easyvqa_vqa": {CANDS[0]: 70.0, CANDS[1]: 60.0}},
+                      progress=False, log=lambda m: None)
+    scores = result.datasets["easyvqa_vqa"].scores
+    assert all(np.isfinite(scores[m][c]) for m in scores for c in CANDS)
+    with pytest.raises(ValueError, match="source_probs"):
+        evaluate(cache, tmp_path, datasets=["easyvqa_vqa"], models=CANDS, metrics=["leep"], encoders=("minilm",),
+                 task="vqa", progress=False)
+
+
+def test_cli_task_vqa_uses_the_task_defaults_and_prints_wall_time(cache, tmp_path, capsys):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"about": "test", "group": "tiny_vqa", "tiny_vqa": {"easyvqa_vqa": {CANDS[0]: 70.0, CANDS[1]: 60.0}}}))
+    defaults = ScriptDefaults(task="classification", group="cnn_group", models=None, datasets=None, metrics=None,
+                              encoders=("clip",), cache_dir=cache, results_dir=str(tmp_path / "res" / "{group}"))
+    main(defaults, "t", ["--task", "vqa", "--ground-truth-file", str(gt), "--encoders", "minilm", "--metrics", "emms",
+                         "logme_flabel", "--no-plots", "--quiet"])
+    out = capsys.readouterr().out
+    assert "logme_flabel/emms =" in out
+    with pytest.raises(SystemExit, match="unknown task"):
+        main(defaults, "t", ["--task", "no_such_task"])
+
+
+def test_ground_truth_trains_heads_and_resumes(tmp_path):
+    proto = dict(vqa.GT_PROTOCOL, epochs=2, lrs=[1e-3])
+    part = tmp_path / "runs.json"
+    runs = vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, protocol=proto, progress=False,
+                            log=lambda m: None, **OPTS)
+    rec = runs[CANDS[0]]
+    assert 0 <= rec["test"] <= 100 and rec["n_fit"] + rec["n_val"] == 48 and rec["best_lr"] == 1e-3
+    again = vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, protocol=proto, progress=False,
+                             log=lambda m: pytest.fail(f"retrained: {m}"), **OPTS)
+    assert again == runs
+    with pytest.raises(ValueError, match="another protocol"):
+        vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, protocol=dict(proto, epochs=3),
+                         progress=False, **OPTS)
+
+
+def _png(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(path)
+
+
+def test_full_scale_vqa_loaders_read_the_real_formats(tmp_path):
+    v = tmp_path / "vqav2"
+    v.mkdir()
+    (v / "v2_OpenEnded_mscoco_train2014_questions.json").write_text(json.dumps({"questions": [
+        {"image_id": 1, "question": "what color?", "question_id": 10}, {"image_id": 2, "question": "how many?", "question_id": 11},
+        {"image_id": 1, "question": "is it?", "question_id": 12}]}))
+    (v / "v2_mscoco_train2014_annotations.json").write_text(json.dumps({"annotations": [
+        {"question_id": 10, "multiple_choice_answer": "green"}, {"question_id": 11, "multiple_choice_answer": "2"},
+        {"question_id": 12, "multiple_choice_answer": "green"}]}))
+    for i in (1, 2):
+        _png(tmp_path / "coco" / "train2014" / f"COCO_train2014_{i:012d}.jpg")
+    ds = data.get_dataset("vqav2", "train", root=tmp_path, n_answers=1)
+    assert ds.questions == ["what color?", "is it?"] and ds.classes == ["green"] and len(ds.images) == 1
+    assert ds[0][0].size == (8, 8)
+    c = tmp_path / "clevr"
+    (c / "questions").mkdir(parents=True)
+    (c / "questions" / "CLEVR_val_questions.json").write_text(json.dumps({"questions": [
+        {"image_filename": "a.png", "question": "q1", "answer": "yes"}, {"image_filename": "b.png", "question": "q2", "answer": 3}]}))
+    for n in ("a.png", "b.png"):
+        _png(c / "images" / "val" / n)
+    ds = data.get_dataset("clevr", "val", root=tmp_path)
+    assert sorted(ds.classes) == ["3", "yes"] and len(ds) == 2
+    q = tmp_path / "cocoqa" / "test"
+    q.mkdir(parents=True)
+    (q / "questions.txt").write_text("what is this\nwhat color is it\n")
+    (q / "answers.txt").write_text("cat\nred\n")
+    (q / "img_ids.txt").write_text("5\n6\n")
+    _png(tmp_path / "coco" / "val2014" / "COCO_val2014_000000000005.jpg")
+    with pytest.raises(DatasetNotFoundError, match="COCO_train2014_000000000006.jpg"):
+        data.get_dataset("cocoqa", "test", root=tmp_path)
+    _png(tmp_path / "coco" / "train2014" / "COCO_train2014_000000000006.jpg")
+    assert data.get_dataset("cocoqa", "test", root=tmp_path).answers == ["cat", "red"]
+    with pytest.raises(DatasetNotFoundError, match="v2_OpenEnded_mscoco_val2014_questions.json"):
+        data.get_dataset("vqav2", "val", root=tmp_path)
