@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from data.cache import atomic_save_json
+from executor.cli import add_executor_arguments, executor_from_args, executor_resources
+from executor.grids import label_offline_hub
 from mll.benchmark import build_full_benchmark, build_offline_benchmark, plot_hub_growth, table_to_markdown
 from mll.config import METHOD_VARIANTS
 from mll.heterogeneity import heterogeneity_table
@@ -90,6 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out-dir", default=OUT_DIR)
     p.add_argument("--random-state", type=int, default=RANDOM_STATE)
     p.add_argument("--no-progress", action="store_true")
+    add_executor_arguments(p)
     return p.parse_args(argv)
 
 
@@ -119,6 +122,23 @@ def preflight(args: argparse.Namespace) -> dict:
     return {}
 
 
+def prefill(args: argparse.Namespace) -> None:
+    """``--executor ray``: compute the hub's per-model caches (graph and target image features,
+    node texts / labels) as one Ray task per image-feature key first; :func:`build` then only reads
+    them. Serial: nothing here (the build computes them in-process)."""
+    with executor_from_args(args) as ex:
+        if not ex.distributed:
+            return
+        if args.scale != "offline":
+            raise ValueError("--executor ray labels the offline hub only so far; run the full scale serially")
+        label_offline_hub(ex, sources=args.sources or OFFLINE_SOURCES, targets=args.targets or OFFLINE_TARGETS,
+                          models=args.models, images_per_node=args.images_per_node or OFFLINE_IMAGES_PER_NODE,
+                          per_class=args.per_class or OFFLINE_PER_CLASS, image_size=args.image_size,
+                          variant=args.variant, n_distractors=args.n_distractors, k_nodes=args.k_nodes,
+                          alpha=args.alpha, cache_dir=args.cache_dir, random_state=args.random_state,
+                          resources=executor_resources(args), progress=not args.no_progress)
+
+
 def build(args: argparse.Namespace, captions: dict):
     common = dict(models=args.models, variant=args.variant, n_distractors=args.n_distractors, k_nodes=args.k_nodes, alpha=args.alpha,
                   text_encoder=args.text_encoder, class_captions=captions or None, modelgpt_fit=args.modelgpt_fit,
@@ -142,6 +162,7 @@ def main(argv=None) -> dict:
 
 def run(args: argparse.Namespace, captions: dict) -> dict:
     t0 = time.time()
+    prefill(args)
     bench = build(args, captions)
     out = Path(args.out_dir) / args.scale
     out.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ file and the fix, never numpy's traceback.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -61,7 +62,8 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["CacheLayout", "atomic_write", "atomic_save_npy", "atomic_save_json", "load_npy", "load_json",
            "CacheMissingError", "CacheCorruptError", "RECORD_SUFFIX", "record_path", "read_record",
-           "save_entry", "save_json_entry", "check_entry", "EntryCheck", "entry_lock", "stale_note",
+           "save_entry", "save_json_entry", "check_entry", "EntryCheck", "entry_lock", "remove_stale_temps",
+           "stale_note",
            "describe_difference"]
 
 RECORD_FORMAT = 1
@@ -169,6 +171,24 @@ def entry_lock(path: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.{name}.*.tmp``, its record's too) that :func:`atomic_write`
+    of ``path`` left behind when its writer was killed mid-write (``os._exit``, SIGKILL, a lost
+    cluster worker). Call it only under :func:`entry_lock` of ``path``, whose holder is the only
+    writer of these names; returns the files removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def _write_record(path: Path, digest: str, size: int, made_from: Mapping[str, Any], **extra) -> None:

@@ -34,7 +34,7 @@ from .selection import (SelectionResult, embed_captions, generate_class_descript
 from .vlm import VLM, cached_image_embeddings
 
 __all__ = ["TargetTask", "offline_target", "model_probabilities", "graph_zero_shot_accuracy",
-           "MLLBenchmark", "plot_hub_growth", "table_to_markdown", "build_offline_benchmark", "build_full_benchmark"]
+           "MLLBenchmark", "plot_hub_growth", "table_to_markdown", "offline_hub", "build_offline_benchmark", "build_full_benchmark"]
 
 
 def model_probabilities(vlm: VLM, task: TargetTask, *, prompt: str = "classname", softmax_scale: Optional[float] = 100.0,
@@ -326,14 +326,12 @@ def build_offline_benchmark(*, sources: Sequence[str], targets: Sequence[str], m
     The method is ``config`` or ``METHOD_VARIANTS[variant]``, with ``n_distractors`` / ``k_nodes`` /
     ``alpha`` overriding it when given; ``images_per_source`` defaults to ``images_per_node``."""
     from Label_embedding import get_text_encoder
-    from .graph import offline_sample_source
     from .vlm import create_vlm, list_vlms
     models = list_vlms("offline") if models is None else list(models)
-    cfg = _config(variant, config, n_distractors=n_distractors, k_nodes=k_nodes, alpha=alpha)
-    graph, hub = _graph_and_hub("offline", sources, cfg, images_per_node,
-                                images_per_node if images_per_source is None else images_per_source,
-                                random_state, cache_dir, progress)
-    hub.add_sources([offline_sample_source(s, "train") for s in sources])
+    cfg, graph, hub = offline_hub(sources=sources, images_per_node=images_per_node,
+                                  images_per_source=images_per_source, variant=variant, config=config,
+                                  n_distractors=n_distractors, k_nodes=k_nodes, alpha=alpha, cache_dir=cache_dir,
+                                  random_state=random_state, progress=progress)
     for name in _progress(models, progress, "labelling models"):
         hub.add_model(create_vlm(name, image_size=image_size, cache_dir=cache_dir))
     scores = {m: graph_zero_shot_accuracy(hub.models[m], graph, cache_dir=cache_dir) for m in hub.model_names}
@@ -343,6 +341,22 @@ def build_offline_benchmark(*, sources: Sequence[str], targets: Sequence[str], m
     return MLLBenchmark(hub, tasks, get_text_encoder(text_encoder), imagenet_scores=scores, config=cfg,
                         cache_dir=cache_dir, class_captions=class_captions, modelgpt_fit=modelgpt_fit,
                         random_state=random_state, progress=progress)
+
+
+def offline_hub(*, sources: Sequence[str], images_per_node: int = 10, images_per_source: Optional[int] = None,
+                variant: str = "released", config: Optional[MLLConfig] = None, n_distractors: Optional[int] = None,
+                k_nodes: Optional[int] = None, alpha: Optional[float] = None, cache_dir=None, random_state: int = 0,
+                progress: bool = False):
+    """``(config, graph, hub)`` of :func:`build_offline_benchmark` before any model is added: the
+    graph on the *train* splits of ``sources`` (same arguments, same cache keys), so that a worker
+    (``executor.grids.label_offline_hub``) rebuilds exactly the hub the benchmark labels."""
+    from .graph import offline_sample_source
+    cfg = _config(variant, config, n_distractors=n_distractors, k_nodes=k_nodes, alpha=alpha)
+    graph, hub = _graph_and_hub("offline", sources, cfg, images_per_node,
+                                images_per_node if images_per_source is None else images_per_source,
+                                random_state, cache_dir, progress)
+    hub.add_sources([offline_sample_source(s, "train") for s in sources])
+    return cfg, graph, hub
 
 
 def build_full_benchmark(*, sample_root, target_root, weights_dir=None, models: Optional[Sequence[str]] = None,

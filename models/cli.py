@@ -2,7 +2,11 @@
 
 Each script defines its defaults as constants (MODELS, DATASETS, DATA_ROOT, CACHE_DIR, WEIGHTS_DIR,
 BATCH_SIZE, N_PER_CLASS, SPLIT) and calls :func:`run_extraction_cli`, which lets every constant be
-overridden on the command line and runs :func:`models.pipeline.extract_to_cache`.
+overridden on the command line and extracts every (model, dataset) pair as one unit
+(:func:`executor.grids.extract_grid`, the pair's :func:`models.pipeline.extract_pair`): in this
+process (``--executor serial``, the default) or one Ray task per pair (``--executor ray``, a local
+runtime or ``--ray-address`` of a running cluster, ``--gpus-per-task``). Both write the same cache
+files; a rerun skips every finished pair.
 """
 from __future__ import annotations
 
@@ -10,7 +14,10 @@ import argparse
 import os
 from typing import Sequence
 
-from .pipeline import PairResult, extract_to_cache
+from executor.cli import add_executor_arguments, executor_from_args, executor_resources
+from executor.grids import extract_grid
+
+from .pipeline import PairResult
 
 __all__ = ["build_parser", "run_extraction_cli"]
 
@@ -41,17 +48,19 @@ def build_parser(description: str, *, models: Sequence[str], datasets: Sequence[
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_executor_arguments(p)
     return p
 
 
 def run_extraction_cli(description: str, argv: Sequence[str] | None = None, **defaults) -> list[PairResult]:
     """Parse ``argv`` (defaults = the script's constants) and extract everything into the cache."""
     args = build_parser(description, **defaults).parse_args(argv)
-    results = extract_to_cache(args.models, args.datasets, cache_dir=args.cache_dir, split=args.split,
-                               data_root=args.data_root, weights_dir=args.weights_dir,
-                               n_per_class=args.n_per_class, random_state=args.random_state,
-                               batch_size=args.batch_size, num_workers=args.num_workers,
-                               device=args.device, progress=not args.quiet)
+    options = dict(cache_dir=args.cache_dir, split=args.split, data_root=args.data_root, weights_dir=args.weights_dir,
+                   n_per_class=args.n_per_class, random_state=args.random_state, batch_size=args.batch_size,
+                   num_workers=args.num_workers, device=args.device, progress=not args.quiet)
+    with executor_from_args(args) as executor:
+        results = extract_grid(args.models, args.datasets, executor=executor, resources=executor_resources(args),
+                               **options)
     done = sum(r.status == "extracted" for r in results)
     print(f"{done} (model, dataset) pairs extracted, {len(results) - done} already cached, in {args.cache_dir}")
     return results

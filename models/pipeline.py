@@ -26,15 +26,15 @@ from typing import Callable, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from data.cache import (CacheLayout, check_entry, entry_lock, load_json, load_npy, record_path, save_entry,
-                        save_json_entry, stale_note)
+from data.cache import (CacheLayout, check_entry, entry_lock, load_json, load_npy, record_path, remove_stale_temps,
+                        save_entry, save_json_entry, stale_note)
 from data.fingerprint import dataset_record, describe
 
 from .base import FeatureModel
 from .extraction import extract
 from .registry import create_model, model_info
 
-__all__ = ["CacheMismatchError", "PairResult", "prepare_dataset", "model_record", "extract_to_cache"]
+__all__ = ["CacheMismatchError", "PairResult", "prepare_dataset", "model_record", "extract_pair", "extract_to_cache"]
 
 
 class CacheMismatchError(ValueError):
@@ -81,6 +81,7 @@ def _check_or_write_labels(layout: CacheLayout, dataset: str, labels: np.ndarray
                            log: Callable[[str], None]) -> None:
     path = layout.labels(dataset)
     with entry_lock(path):
+        remove_stale_temps(path)
         check = check_entry(path, made_from)
         if check.valid:
             cached = load_npy(path)
@@ -99,6 +100,7 @@ def _check_or_write_captions(layout: CacheLayout, dataset: str, captions: list[s
                              log: Callable[[str], None]) -> None:
     path = layout.captions(dataset)
     with entry_lock(path):
+        remove_stale_temps(path)
         check = check_entry(path, made_from)
         if check.valid:
             if load_json(path) != captions:
@@ -130,6 +132,46 @@ def _remove_entry(path) -> None:
             os.unlink(p)
         except FileNotFoundError:
             pass
+
+
+def extract_pair(model_name: str, model: FeatureModel, ds_name: str, ds: Dataset, *, layout: CacheLayout,
+                 dataset_rec: dict | None = None, batch_size: int = 64, num_workers: int = 0,
+                 progress: bool = True, log: Callable[[str], None] = print) -> PairResult:
+    """One (model, dataset) pair of :func:`extract_to_cache`: skipped when its entries are valid,
+    else extracted and written (source probabilities, then features), all under the pair's
+    :func:`data.cache.entry_lock`. ``dataset_rec``: ``dataset_record(ds)`` when already computed.
+    Temporary files left by a writer killed mid-write are removed first (``remove_stale_temps``)."""
+    drec = dataset_record(ds) if dataset_rec is None else dataset_rec
+    mrec = model_record(model_name, model)
+    has_head = model.num_source_classes is not None
+    dataset_part = {"dataset": drec}
+    made_from = {"dataset": drec, "model": mrec}
+    feat_path = layout.features(ds_name, model_name)
+    probs_path = layout.source_probs(ds_name, model_name)
+    with entry_lock(feat_path):          # a second run waits here, then finds the pair done
+        remove_stale_temps(feat_path)
+        remove_stale_temps(probs_path)
+        valid, reason, where = _pair_problem(layout, ds_name, model_name, has_head, made_from, dataset_part)
+        if valid:
+            return PairResult(model_name, ds_name, "skipped", None, None, drec["fingerprint"])
+        if reason:
+            log(stale_note(f"{model_name} on {ds_name}:", where, reason, "re-extracting"))
+        t0 = time.perf_counter()
+        out = extract(model, ds, batch_size=batch_size, num_workers=num_workers, progress=progress)
+        _check_or_write_labels(layout, ds_name, out["labels"], dataset_part, log)
+        if "captions" in out:
+            _check_or_write_captions(layout, ds_name, out["captions"], dataset_part, log)
+        if out["source_probs"] is not None:
+            save_entry(probs_path, out["source_probs"], made_from)
+        else:
+            _remove_entry(probs_path)    # a stale file of an earlier model with a head
+        save_entry(feat_path, out["features"], made_from)
+    result = PairResult(model_name, ds_name, "extracted", int(out["features"].shape[0]),
+                        time.perf_counter() - t0, drec["fingerprint"])
+    if progress:
+        print(f"[extract] {model_name} on {ds_name}: {out['features'].shape} "
+              f"in {result.seconds:.1f}s -> {feat_path}")
+    return result
 
 
 def extract_to_cache(model_names: Sequence[str], dataset_names: Sequence[str], *,
@@ -170,35 +212,10 @@ def extract_to_cache(model_names: Sequence[str], dataset_names: Sequence[str], *
     results: list[PairResult] = []
     for model_name in model_names:
         model = model_factory(model_name)
-        mrec = model_record(model_name, model)
-        has_head = model.num_source_classes is not None
         for ds_name in dataset_names:
             ds, drec = get_dataset(ds_name)
-            dataset_part = {"dataset": drec}
-            made_from = {"dataset": drec, "model": mrec}
-            feat_path = layout.features(ds_name, model_name)
-            with entry_lock(feat_path):          # a second run waits here, then finds the pair done
-                valid, reason, where = _pair_problem(layout, ds_name, model_name, has_head, made_from, dataset_part)
-                if valid:
-                    results.append(PairResult(model_name, ds_name, "skipped", None, None, drec["fingerprint"]))
-                    continue
-                if reason:
-                    log(stale_note(f"{model_name} on {ds_name}:", where, reason, "re-extracting"))
-                t0 = time.perf_counter()
-                out = extract(model, ds, batch_size=batch_size, num_workers=num_workers, progress=progress)
-                _check_or_write_labels(layout, ds_name, out["labels"], dataset_part, log)
-                if "captions" in out:
-                    _check_or_write_captions(layout, ds_name, out["captions"], dataset_part, log)
-                probs_path = layout.source_probs(ds_name, model_name)
-                if out["source_probs"] is not None:
-                    save_entry(probs_path, out["source_probs"], made_from)
-                else:
-                    _remove_entry(probs_path)    # a stale file of an earlier model with a head
-                save_entry(feat_path, out["features"], made_from)
-            results.append(PairResult(model_name, ds_name, "extracted", int(out["features"].shape[0]),
-                                      time.perf_counter() - t0, drec["fingerprint"]))
-            if progress:
-                print(f"[extract] {model_name} on {ds_name}: {out['features'].shape} "
-                      f"in {results[-1].seconds:.1f}s -> {feat_path}")
+            results.append(extract_pair(model_name, model, ds_name, ds, layout=layout, dataset_rec=drec,
+                                        batch_size=batch_size, num_workers=num_workers, progress=progress,
+                                        log=log))
         del model
     return results

@@ -1,0 +1,140 @@
+"""The project's grids as units of work for an :class:`executor.Executor`.
+
+* :class:`ExtractUnit`, one (model, dataset) pair of the feature cache, and :func:`extract_grid`
+  (``forward_feature_*.py --executor ray``): the unit builds the model and the dataset and runs
+  :func:`models.pipeline.extract_pair`, so it writes the same files as the serial
+  :func:`models.pipeline.extract_to_cache`, and skips a pair whose entries are valid.
+* :class:`OfflineHubUnit`, the models of the offline MLL hub that share one first image stage
+  (``image_feature_key``), and :func:`label_offline_hub` (``mll_benchmark.py --executor ray``): the
+  unit rebuilds the benchmark's graph (:func:`mll.benchmark.offline_hub`), adds its models (image
+  features of the graph images, node-text embeddings / labels) and encodes the target images, all
+  into the caches the serial benchmark then reads. Grouping by feature key makes every cache file
+  the work of exactly one task (the models of a group share their image-feature files).
+
+Units are frozen dataclasses of plain values (picklable, cheap to ship: a few hundred bytes); the
+arrays never travel through Ray, they go to the shared cache directory.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .base import Executor, Resources, run_unit
+
+__all__ = ["ExtractUnit", "extract_grid", "OfflineHubUnit", "label_offline_hub"]
+
+
+def _path(p) -> Optional[str]:
+    return None if p is None else os.fspath(p)
+
+
+# -- features of (model, dataset) pairs ---------------------------------------------------------
+@dataclass(frozen=True)
+class ExtractUnit:
+    """One (model, dataset) pair of :func:`models.pipeline.extract_to_cache` (same arguments)."""
+
+    model: str
+    dataset: str
+    cache_dir: str
+    split: str = "train"
+    data_root: Optional[str] = None
+    weights_dir: Optional[str] = None
+    n_per_class: Optional[int] = None
+    random_state: int = 0
+    batch_size: int = 64
+    num_workers: int = 0
+    device: Optional[str] = None
+    resources: Resources = field(default=Resources(), compare=False)
+
+    def run(self):
+        """Build the model and the dataset, then :func:`models.pipeline.extract_pair` -> PairResult."""
+        from data.cache import CacheLayout
+        from models.pipeline import extract_pair, prepare_dataset
+        from models.registry import create_model
+        model = create_model(self.model, weights_dir=self.weights_dir, device=self.device)
+        ds = prepare_dataset(self.dataset, split=self.split, data_root=self.data_root,
+                             n_per_class=self.n_per_class, random_state=self.random_state)
+        return extract_pair(self.model, model, self.dataset, ds, layout=CacheLayout(self.cache_dir),
+                            batch_size=self.batch_size, num_workers=self.num_workers, progress=False)
+
+
+def extract_grid(model_names: Sequence[str], dataset_names: Sequence[str], *, executor: Executor,
+                 cache_dir: str | os.PathLike, split: str = "train", data_root=None, weights_dir=None,
+                 n_per_class: Optional[int] = None, random_state: int = 0, batch_size: int = 64,
+                 num_workers: int = 0, device: Optional[str] = None, resources: Resources = Resources(),
+                 progress: bool = True) -> list:
+    """Every (model, dataset) pair as one :class:`ExtractUnit` on ``executor`` (one task per pair,
+    ``resources`` each); PairResults in model-major order, as :func:`extract_to_cache` returns them.
+    Unknown model names fail before any work."""
+    from models.registry import model_info
+    if not model_names or not dataset_names:
+        raise ValueError("give at least one model and one dataset")
+    for name in model_names:
+        model_info(name)
+    units = [ExtractUnit(m, d, _path(cache_dir), split, _path(data_root), _path(weights_dir), n_per_class,
+                         random_state, batch_size, num_workers, device, resources)
+             for m in model_names for d in dataset_names]
+    return executor.map(run_unit, units, desc="(model, dataset) pairs", progress=progress)
+
+
+# -- the offline MLL hub -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class OfflineHubUnit:
+    """The hub models ``models`` (one ``image_feature_key``) of the offline benchmark whose hub is
+    ``offline_hub(**hub_args)``; also their image features of the ``targets`` test subsets."""
+
+    models: Tuple[str, ...]
+    hub_args: Tuple[Tuple[str, Any], ...]
+    targets: Tuple[str, ...] = ()
+    per_class: int = 15
+    image_size: Optional[int] = 128
+    resources: Resources = field(default=Resources(), compare=False)
+
+    def run(self) -> Dict[str, Any]:
+        """Add the models to a freshly rebuilt hub (cached entries are reused, missing ones
+        computed and written), score them on the graph (INB) and encode the target images."""
+        from mll.benchmark import graph_zero_shot_accuracy, offline_hub
+        from mll.tasks import offline_target
+        from mll.vlm import cached_image_embeddings, create_vlm
+        args = dict(self.hub_args)
+        cache_dir, random_state = args["cache_dir"], args["random_state"]
+        _, graph, hub = offline_hub(**args)
+        tasks = [offline_target(t, per_class=self.per_class, random_state=random_state) for t in self.targets]
+        computed = {}
+        for name in self.models:
+            vlm = create_vlm(name, image_size=self.image_size, cache_dir=cache_dir)
+            computed[name] = len(hub.add_model(vlm))
+            graph_zero_shot_accuracy(vlm, graph, cache_dir=cache_dir)
+            for task in tasks:
+                cached_image_embeddings(vlm, task.key, task.images, cache_dir)
+        return {"models": list(self.models), "entries_computed": computed}
+
+
+def label_offline_hub(executor: Executor, *, sources: Sequence[str], targets: Sequence[str] = (),
+                      models: Optional[Sequence[str]] = None, images_per_node: int = 10,
+                      images_per_source: Optional[int] = None, per_class: int = 15,
+                      image_size: Optional[int] = 128, variant: str = "released", config=None,
+                      n_distractors: Optional[int] = None, k_nodes: Optional[int] = None,
+                      alpha: Optional[float] = None, cache_dir, random_state: int = 0,
+                      resources: Resources = Resources(), progress: bool = True) -> List[Dict[str, Any]]:
+    """Fill ``cache_dir`` with everything :func:`mll.benchmark.build_offline_benchmark` (same
+    arguments) computes per model, one :class:`OfflineHubUnit` per image-feature key (models in
+    the hub's order within a group). Returns each unit's summary. The benchmark built afterwards
+    on the same ``cache_dir`` only reads these caches."""
+    from mll.vlm import create_vlm, list_vlms
+    if cache_dir is None:
+        raise ValueError("label_offline_hub writes its results to the cache: give a cache_dir")
+    models = list_vlms("offline") if models is None else list(models)
+    if not models:
+        raise ValueError("no hub models given")
+    groups: Dict[str, List[str]] = {}
+    for name in models:       # construction is lazy (no weights read): only the feature key is needed
+        groups.setdefault(create_vlm(name, image_size=image_size).image_feature_key, []).append(name)
+    hub_args = (("sources", tuple(sources)), ("images_per_node", images_per_node),
+                ("images_per_source", images_per_source), ("variant", variant), ("config", config),
+                ("n_distractors", n_distractors), ("k_nodes", k_nodes), ("alpha", alpha),
+                ("cache_dir", _path(cache_dir)), ("random_state", random_state))
+    units = [OfflineHubUnit(tuple(names), hub_args, tuple(targets), per_class, image_size, resources)
+             for names in groups.values()]
+    return executor.map(run_unit, units, desc="hub model groups", progress=progress)
