@@ -26,11 +26,13 @@ def extraction_main(module, description: str, *, candidates, dataset: str, split
     p.add_argument("--encoders", nargs="+", default=list(encoders), help="text encoders of the label texts")
     p.add_argument("--cache-dir", default=cache_dir)
     p.add_argument("--data-root", default=data_root, help="root of the full-scale datasets ($MODEL_SELECTOR_DATA)")
+    p.add_argument("--weights-dir", default=None, help="local weights of the fused transformers candidates "
+                                                         "(tasks.fused_models; default $MODEL_SELECTOR_WEIGHTS)")
     p.add_argument("--device", default=None)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     status = module.extract(a.candidates, cache_dir=a.cache_dir, dataset=a.dataset, split=a.split, encoders=a.encoders,
-                            data_root=a.data_root, device=a.device, progress=not a.quiet)
+                            data_root=a.data_root, device=a.device, progress=not a.quiet, weights_dir=a.weights_dir)
     done = sum(s == "extracted" for s in status.values())
     print(f"{done} extracted, {len(status) - done} already cached, in {a.cache_dir}")
     return 0

@@ -13,6 +13,9 @@
   the frozen spatial map (<= 6x6 cells) and the frozen expression embedding (L1 + GIoU loss),
   Acc@0.5 (percent of test expressions whose predicted box has IoU >= 0.5 with the referent's).
 
+Full-scale fused candidate ``vilt_itm`` (``tasks.fused_models``, pooled image-expression [CLS]) is
+extracted by the same :func:`extract`.
+
 Offline set: ``rec_scenes`` (composed here, ``tasks.rec_scenes``); full scale: ``refcoco``,
 ``refcoco+``, ``refcocog`` (``tasks.rec_data``).
 """
@@ -29,6 +32,7 @@ from evaluation.inputs import LabelSource
 from evaluation.runner import TaskSpec
 
 from .base import TaskPlugin, register_task
+from .fused_models import FUSED_MODELS, extract_fused
 from .fusion import FUSION_VERSION, bilinear_fusion
 from .images import cached_image_arrays, grid_pool, image_array_path
 from .pipeline import GroundTruthStore, cache_key, file_record, split_candidate, text_embeddings, write_features, \
@@ -103,7 +107,8 @@ def _inputs_of(cache_dir, key, ds, candidate, *, device, progress, log):
 
 def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str = DATASET, split: str = "train",
             encoders: Sequence[str] = ("minilm",), data_root=None, device: Optional[str] = None,
-            progress: bool = True, log: Callable[[str], None] = print, **dataset_options) -> Dict[str, str]:
+            progress: bool = True, log: Callable[[str], None] = print, weights_dir=None,
+            **dataset_options) -> Dict[str, str]:
     """Write labels (arange), both label texts' embeddings (every encoder) and the fused features of
     every candidate; returns ``{candidate: "extracted" | "skipped"}``."""
     import data
@@ -118,6 +123,11 @@ def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str =
     status = {}
     for cand in candidates:
         t0 = time.perf_counter()
+        if cand in FUSED_MODELS:                       # a transformers model that reads image + text itself
+            status[cand] = extract_fused(cache_dir, key, ds, cand, ds.expressions, weights_dir=weights_dir, device=device,
+                                         progress=progress, log=log)
+            log(f"[{status[cand]}] {key}/{cand} ({time.perf_counter() - t0:.1f} s)")
+            continue
         maps, e = _inputs_of(cache_dir, key, ds, cand, device=device, progress=progress, log=log)
         made_from = {"candidate": cand, "image": file_record(image_array_path(cache_dir, "map", key, cand.split("+")[0])),
                      "grid": GRID, "fusion": FUSION_VERSION,

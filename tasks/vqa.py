@@ -14,6 +14,9 @@
   frozen image feature and question embedding of the train split (80% fit / 20% validation, lr
   chosen on validation), answer accuracy (percent) on the test split's questions.
 
+Full-scale fused candidates (``tasks.fused_models``: ``vilt_vqa``, ``blip_vqa``, loaded by
+transformers from local folders) are extracted by the same :func:`extract` (their own fused feature).
+
 Offline set: ``easyvqa_vqa``; full-scale loaders ``vqav2``, ``cocoqa``, ``clevr`` (``tasks.vqa_data``).
 """
 from __future__ import annotations
@@ -29,6 +32,7 @@ from evaluation.inputs import LabelSource
 from evaluation.runner import TaskSpec
 
 from .base import TaskPlugin, metrics_for, register_task
+from .fused_models import FUSED_MODELS, extract_fused
 from .fusion import FUSION_VERSION, bilinear_fusion
 from .images import cached_image_arrays, image_array_path
 from .pipeline import GroundTruthStore, cache_key, encoder_arg, file_record, split_candidate, text_embeddings, write_features, \
@@ -82,7 +86,8 @@ def _features_of(cache_dir, key, ds, candidate, *, device, progress, log):
 
 def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str = DATASET, split: str = "train",
             encoders: Sequence[str] = ("minilm",), data_root=None, device: Optional[str] = None,
-            progress: bool = True, log: Callable[[str], None] = print, **dataset_options) -> Dict[str, str]:
+            progress: bool = True, log: Callable[[str], None] = print, weights_dir=None,
+            **dataset_options) -> Dict[str, str]:
     """Write labels, answer embeddings (every encoder) and the fused features of every candidate
     for ``dataset``/``split`` into the cache; returns ``{candidate: "extracted" | "skipped"}``."""
     import data
@@ -97,6 +102,11 @@ def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str =
     status = {}
     for cand in candidates:
         t0 = time.perf_counter()
+        if cand in FUSED_MODELS:                       # a transformers model that reads image + text itself
+            status[cand] = extract_fused(cache_dir, key, ds, cand, ds.questions, weights_dir=weights_dir, device=device,
+                                         progress=progress, log=log)
+            log(f"[{status[cand]}] {key}/{cand} ({time.perf_counter() - t0:.1f} s)")
+            continue
         img, q = _features_of(cache_dir, key, ds, cand, device=device, progress=progress, log=log)
         image_file = image_array_path(cache_dir, "pooled", key, cand.split("+")[0])
         made_from = {"candidate": cand, "image": file_record(image_file), "fusion": FUSION_VERSION,

@@ -132,3 +132,46 @@ def test_full_scale_vqa_loaders_read_the_real_formats(tmp_path):
     assert data.get_dataset("cocoqa", "test", root=tmp_path).answers == ["cat", "red"]
     with pytest.raises(DatasetNotFoundError, match="v2_OpenEnded_mscoco_val2014_questions.json"):
         data.get_dataset("vqav2", "val", root=tmp_path)
+
+
+def _tiny_fused(name, root):
+    """A randomly initialised tiny model + processor of family ``name`` saved like a real checkpoint."""
+    import transformers as t
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "what", "color", "is", "the", "shape", "?", "red"]
+    (root / "vocab.txt").write_text("\n".join(vocab))
+    tok = t.BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+    if name.startswith("vilt"):
+        cfg = t.ViltConfig(**small, image_size=32, patch_size=16, vocab_size=len(vocab), max_position_embeddings=40,
+                           num_labels=3, max_image_length=-1)
+        model = (t.ViltForQuestionAnswering if name == "vilt_vqa" else t.ViltForImageAndTextRetrieval)(cfg)
+        proc = t.ViltProcessor(image_processor=t.ViltImageProcessor(size={"shortest_edge": 32}, size_divisor=16),
+                               tokenizer=tok)
+    else:
+        cfg = t.BlipConfig(text_config=dict(**small, vocab_size=len(vocab), max_position_embeddings=40,
+                                            encoder_hidden_size=32),
+                           vision_config=dict(**small, image_size=32, patch_size=16))
+        model = t.BlipForQuestionAnswering(cfg)
+        proc = t.BlipProcessor(image_processor=t.BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok)
+    model.save_pretrained(root / name)
+    proc.save_pretrained(root / name)
+
+
+def test_fused_transformers_candidates_load_from_local_folders(tmp_path):
+    from tasks import rec
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    with pytest.raises(FileNotFoundError, match="vilt_vqa"):
+        vqa.extract(["vilt_vqa"], cache_dir=tmp_path, encoders=("minilm",), weights_dir=weights, progress=False,
+                    log=lambda m: None, **OPTS)
+    for name in ("vilt_vqa", "blip_vqa", "vilt_itm"):
+        _tiny_fused(name, weights)
+    status = vqa.extract(["vilt_vqa", "blip_vqa"], cache_dir=tmp_path, encoders=("minilm",), weights_dir=weights,
+                         progress=False, log=lambda m: None, **OPTS)
+    assert status == {"vilt_vqa": "extracted", "blip_vqa": "extracted"}
+    layout = CacheLayout(tmp_path)
+    for name in status:
+        x = layout.load_features("easyvqa_vqa", name)
+        assert x.shape == (48, 32) and np.isfinite(x).all()
+    assert rec.extract(["vilt_itm"], cache_dir=tmp_path, encoders=("minilm",), weights_dir=weights, progress=False,
+                       log=lambda m: None, n_scenes=6) == {"vilt_itm": "extracted"}
