@@ -133,8 +133,9 @@ def pretrain_network(recipe: PretrainRecipe, weights_dir: Path, *, command: str 
     start = time.time()
     x, y, train_info = source_tensors(recipe, "train")
     num_classes = sum(len(s["classes"]) for s in train_info)
-    torch.manual_seed(recipe.seed)
-    net = build_network(recipe.arch, recipe.arch_kwargs, num_classes, recipe.input_size)
+    with torch.random.fork_rng(devices=[]):        # seeded initialisation; the caller's global RNG is untouched
+        torch.manual_seed(recipe.seed)
+        net = build_network(recipe.arch, recipe.arch_kwargs, num_classes, recipe.input_size)
     losses = train_model(net, x, y, lr=recipe.lr, epochs=recipe.epochs, batch_size=recipe.batch_size,
                          optimizer=recipe.optimizer, weight_decay=recipe.weight_decay,
                          warmup_fraction=recipe.warmup_fraction,

@@ -231,10 +231,12 @@ def load_provenance(weights_dir: Path | None = None) -> dict:
 
 def load_network(record: Mapping, weights_dir: Path | None = None, pretrained: bool = True) -> SmallNet:
     """The network of one provenance ``record``; its weight file must exist and match the recorded sha256."""
-    net = build_network(record["architecture"], record["arch_kwargs"], record["num_source_classes"],
-                        record["input_size"])
     if not pretrained:
-        return net
+        return build_network(record["architecture"], record["arch_kwargs"], record["num_source_classes"],
+                             record["input_size"])
+    with torch.random.fork_rng(devices=[]):     # the initial values are overwritten: leave the global RNG alone
+        net = build_network(record["architecture"], record["arch_kwargs"], record["num_source_classes"],
+                            record["input_size"])
     path = Path(weights_dir or WEIGHTS_DIR) / record["weights_file"]
     if not path.is_file():
         raise FileNotFoundError(f"{record['name']}: missing weight file {path}; re-create it with "

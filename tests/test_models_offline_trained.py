@@ -18,6 +18,13 @@ PROVENANCE = load_provenance()
 NAMES = list(PROVENANCE)
 
 
+@pytest.fixture(autouse=True)
+def _keep_global_rng():
+    """New heads are initialised from the global RNG: later tests see the state they would without these."""
+    with torch.random.fork_rng(devices=[]):
+        yield
+
+
 def test_zoo_registered_from_provenance():
     assert len(NAMES) >= 8
     assert models.list_models("offline_trained") == NAMES
@@ -110,3 +117,12 @@ def test_pretraining_is_seeded_and_resumable(tmp_path, capsys):
     assert abs(accuracy_percent(net, x, y) - third["check_accuracy"]) < 1e-6
     with pytest.raises(ValueError, match="unknown networks"):
         run_pretraining([recipe], tmp_path, only=["nope"])
+
+
+def test_pretraining_leaves_the_global_rng_alone(tmp_path):
+    recipe = PretrainRecipe("tiny", "mlp", ("digits",), 8, epochs=1, arch_kwargs={"width": 16}, n_per_class=5)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    run_pretraining([recipe], tmp_path, progress=False)
+    assert torch.equal(torch.rand(3), expected)
