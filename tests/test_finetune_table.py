@@ -84,3 +84,22 @@ def test_v2_partial_results_follow_their_protocol():
         for model, trials in row.items():
             for t in trials.values():
                 assert t["seed"] in cfg.seeds and 0 <= t["test_acc"] <= 100 and t["seconds"] > 0
+
+
+PROBE = GROUND_TRUTH_DIR / "offline_probe.json"
+
+
+@pytest.mark.skipif(not PROBE.is_file(), reason="no linear-probe table committed yet")
+def test_probe_table_and_its_agreement_recompute():
+    from finetuning.probe import PROBE_GROUP, rank_agreement
+
+    doc = json.loads(PROBE.read_text())
+    table = load_ground_truth(PROBE_GROUP)
+    assert table == doc[PROBE_GROUP]
+    for dataset, row in table.items():
+        for model, value in row.items():
+            run = doc["runs"][dataset][model]
+            assert value == run["test_acc"] and run["C"] in run["cs"] and run["folds"] == doc["protocol"]["probe_folds"]
+        for name, agree in doc["agreement"].get(dataset, {}).items():
+            if name in ("offline_zoo",):
+                assert agree["kendall_tau"] == rank_agreement(row, load_ground_truth(name)[dataset])
