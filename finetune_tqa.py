@@ -24,6 +24,7 @@ import torch
 from data.cache import atomic_save_json
 from tasks._tqa_data import WORDNET_QA_RECIPE, qa_fingerprint, wordnet_qa
 from tasks._tqa_finetune import HeadConfig, SpanFinetuneConfig, run_candidates, run_frozen_candidates
+from tasks import tqa
 from tasks._tqa_models import FEATURE_DESCRIPTION, get_candidate, list_candidates
 
 ROOT = Path(__file__).resolve().parent
@@ -32,7 +33,7 @@ CANDIDATES = list_candidates(offline=True)   # minilm_l1 ... minilm_l6
 DATASET = "wordnet_qa"
 ENCODER = "frozen"              # "frozen": span head on the frozen layer's states (the committed table);
                                 # "trained": encoder + head fine-tuned end to end (too slow for 2 shared cores)
-N_TRAIN = 1500
+N_TRAIN = tqa.N_FEATURE_SAMPLES     # the questions the metrics score (forward_feature_tqa.py) are the training set
 HEAD = "bilinear"               # frozen: question-conditioned span head (tasks._tqa_finetune.HeadConfig); or "linear"
 EPOCHS = 30                     # frozen: head epochs over cached states; trained: use e.g. 2
 LR = 1e-3                       # frozen head; trained: use e.g. 1e-4
