@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from data.cache import atomic_save_json
+from executor import EXECUTORS
 from executor.cli import add_executor_arguments, executor_from_args, executor_resources
 from executor.grids import label_offline_hub
 from mll.benchmark import build_full_benchmark, build_offline_benchmark, plot_hub_growth, table_to_markdown
@@ -99,6 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def preflight(args: argparse.Namespace) -> dict:
     """Validate every input before any work; returns the class captions to use ({} = generated)."""
     check_text_encoder(args.text_encoder)
+    if args.scale != "offline" and EXECUTORS[args.executor].distributed:
+        raise ValueError(f"--executor {args.executor} labels the offline hub only so far; run --scale full serially")
     if args.captions and args.captions_dir:
         raise ValueError("give --captions or --captions-dir, not both")
     if args.scale == "full":
@@ -129,8 +132,6 @@ def prefill(args: argparse.Namespace) -> None:
     with executor_from_args(args) as ex:
         if not ex.distributed:
             return
-        if args.scale != "offline":
-            raise ValueError("--executor ray labels the offline hub only so far; run the full scale serially")
         label_offline_hub(ex, sources=args.sources or OFFLINE_SOURCES, targets=args.targets or OFFLINE_TARGETS,
                           models=args.models, images_per_node=args.images_per_node or OFFLINE_IMAGES_PER_NODE,
                           per_class=args.per_class or OFFLINE_PER_CLASS, image_size=args.image_size,
