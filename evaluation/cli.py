@@ -61,6 +61,9 @@ def build_parser(defaults: ScriptDefaults, description: str) -> argparse.Argumen
     p.add_argument("--random-state", type=int, default=defaults.random_state)
     p.add_argument("--n-jobs", type=int, default=defaults.n_jobs,
                    help="models scored at once in worker processes (one BLAS thread each); e.g. the number of cores")
+    p.add_argument("--bootstrap", type=int, default=0,
+                   help="print / save a bootstrap interval of the weighted tau with this many resamples "
+                        "(model subsets; evaluation.uncertainty); 0: none")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG report")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -111,6 +114,14 @@ def main(defaults: ScriptDefaults, description: str, argv: Optional[Sequence[str
     if not args.no_plots:
         written.update(write_report(result, results_dir / "plots"))
     print_report(result)
+    if args.bootstrap > 0 and truth is not None:
+        from .report import format_bootstrap
+        from .results import save_bootstrap
+        from .uncertainty import bootstrap_rank_measures
+        boot = bootstrap_rank_measures(list(result.datasets.values()), n_boot=args.bootstrap,
+                                       random_state=args.random_state)
+        written.update(save_bootstrap(boot, results_dir))
+        print(format_bootstrap(boot))
     _print_wall_time(result)
     print(f"\n{result.computed} score(s) computed, {result.reused} reused from {results_dir / 'scores'}")
     print(f"results written under {results_dir} ({len(written)} files)")
