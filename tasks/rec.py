@@ -43,7 +43,7 @@ from .rec_scenes import box_text
 __all__ = ["PLUGIN", "BACKBONES", "EXPRESSION_ENCODERS", "CANDIDATES", "DATASET", "label_texts", "extract",
            "ground_truth", "GT_PROTOCOL", "GRID"]
 
-BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "ocr_det")   # + any backbone with a spatial map
+BACKBONES = ("efficientnet_lite0", "ocr_det", "ocr_det@c4")   # + any backbone with a spatial map
 EXPRESSION_ENCODERS = ("minilm", "bow")
 CANDIDATES = tuple(f"{b}+{q}" for b in BACKBONES for q in EXPRESSION_ENCODERS)
 DATASET = "rec_scenes"

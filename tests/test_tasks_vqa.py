@@ -71,9 +71,9 @@ def test_cli_task_vqa_uses_the_task_defaults_and_prints_wall_time(cache, tmp_pat
     defaults = ScriptDefaults(task="classification", group="cnn_group", models=None, datasets=None, metrics=None,
                               encoders=("clip",), cache_dir=cache, results_dir=str(tmp_path / "res" / "{group}"))
     main(defaults, "t", ["--task", "vqa", "--ground-truth-file", str(gt), "--encoders", "minilm", "--metrics", "emms",
-                         "logme_flabel", "--no-plots", "--quiet"])
+                         "logme_flabel", "--no-plots", "--quiet", "--bootstrap", "50"])
     out = capsys.readouterr().out
-    assert "logme_flabel/emms =" in out
+    assert "logme_flabel/emms =" in out and "bootstrap interval" in out
     with pytest.raises(SystemExit, match="unknown task"):
         main(defaults, "t", ["--task", "no_such_task"])
 
