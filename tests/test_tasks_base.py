@@ -87,3 +87,17 @@ def test_bow_encoder_is_deterministic_and_word_order_free():
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
     with pytest.raises(KeyError, match="unknown question encoder"):
         get_question_encoder("no_such_encoder")
+
+
+@pytest.mark.parametrize("group, dataset, measure", [("offline_vqa", "easyvqa_vqa", "accuracy"),
+                                                     ("offline_rec", "rec_scenes", "Acc@0.5")])
+def test_shipped_task_ground_truth_names_its_measure_and_has_six_candidates(group, dataset, measure):
+    from data.ground_truth import ground_truth_info, load_ground_truth
+    table = load_ground_truth(group)
+    info = ground_truth_info(group)
+    assert list(table) == [dataset] and len(table[dataset]) >= 6
+    assert info["dataset_measure"] == {dataset: measure}
+    assert all(0 <= v <= 100 for v in table[dataset].values())
+    assert set(info["runs"]) == set(table[dataset])      # every value comes from a recorded run
+    for name, run in info["runs"].items():
+        assert run["test"] == table[dataset][name] and run["best_lr"] in [r["lr"] for r in run["per_lr"]]
