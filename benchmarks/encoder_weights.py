@@ -8,7 +8,7 @@ per (dataset, model) the weights t of the K = len(ENCODERS) stack, and per encod
 alone: K = 1; ENCODERS together; EXTRA_SETS) the scores and weighted tau of emms, logme_flabel and
 transrate_flabel. Writes RESULTS_DIR/encoder_weights.json and .md; see docs/encoders.md.
 
-    .venv/bin/python benchmarks/encoder_weights.py                 # about 1 minute once features are cached
+    .venv/bin/python benchmarks/encoder_weights.py                 # ~6 min on 2 busy cores once features are cached
     .venv/bin/python benchmarks/encoder_weights.py --datasets digits textures --encoders minilm e5 mpnet
 """
 from __future__ import annotations
