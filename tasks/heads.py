@@ -29,7 +29,8 @@ from torch.nn import functional as F
 
 from finetuning.engine import build_optimizer, warmup_cosine_lambda
 
-__all__ = ["AnswerHead", "FiLMBoxHead", "box_loss", "box_iou_pairs", "fit_head", "select_lr", "standardiser"]
+__all__ = ["AnswerHead", "FiLMBoxHead", "box_loss", "box_iou_pairs", "fit_head", "select_lr", "standardiser",
+           "head_ground_truth"]
 
 
 class AnswerHead(nn.Module):
@@ -136,3 +137,45 @@ def select_lr(make_head: Callable[[], nn.Module], train: Tuple, val: Tuple, test
                        "train_loss": losses[-1], "seconds": round(time.perf_counter() - t0, 2)})
     best = max(per_lr, key=lambda r: r["val"])       # ties: the first lr in the grid
     return {"best_lr": best["lr"], "val": best["val"], "test": best["test"], "per_lr": per_lr}
+
+
+def head_ground_truth(candidates: Sequence[str], *, dataset: str, partial_path, protocol: dict, dataset_options: dict,
+                      data_root, inputs_of: Callable, target_of: Callable, make_head: Callable, loss_fn: Callable,
+                      score_fn: Callable, measure: str, log: Callable[[str], None] = print) -> Dict[str, dict]:
+    """The per-candidate ground-truth loop shared by the tasks, resumable through ``partial_path``.
+
+    Train / test splits of ``dataset``; a seeded ``val_fraction`` of the train samples is the
+    validation part. Per candidate: ``inputs_of(candidate, split, ds)`` gives the per-sample
+    (image representation, text embedding) arrays, both standardised with the fit rows'
+    statistics; ``make_head(image, text, ds)`` builds a head; :func:`select_lr` trains it with
+    ``loss_fn`` against ``target_of(ds)`` and scores it with ``score_fn``. Returns ``{candidate: record}``.
+    """
+    import data
+
+    from .pipeline import GroundTruthStore
+
+    options = {"options": dict(dataset_options)} if dataset_options else {}
+    store = GroundTruthStore(partial_path, {"dataset": dataset, **options, **protocol})
+    train = data.get_dataset(dataset, split="train", root=data_root, **dataset_options)
+    test = data.get_dataset(dataset, split="test", root=data_root, **dataset_options)
+    order = np.random.default_rng(protocol["seed"]).permutation(len(train))
+    n_val = int(round(protocol["val_fraction"] * len(train)))
+    val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    y_tr, y_te = target_of(train), target_of(test)
+    for cand in candidates:
+        if store.get(cand) is not None:
+            continue
+        t0 = time.perf_counter()
+        i_tr, t_tr = inputs_of(cand, "train", train)
+        i_te, t_te = inputs_of(cand, "test", test)
+        si, st = standardiser(i_tr[fit_idx]), standardiser(t_tr[fit_idx])
+        part = lambda idx: ((si(i_tr[idx]), st(t_tr[idx])), y_tr[idx])
+        res = select_lr(lambda: make_head(i_tr, t_tr, train), part(fit_idx), part(val_idx),
+                        ((si(i_te), st(t_te)), y_te), loss_fn, score_fn, lrs=protocol["lrs"],
+                        epochs=protocol["epochs"], batch_size=protocol["batch_size"],
+                        weight_decay=protocol["weight_decay"], seed=protocol["seed"])
+        res.update({"n_fit": int(fit_idx.size), "n_val": int(n_val), "n_test": len(test),
+                    "seconds": round(time.perf_counter() - t0, 2)})
+        store.put(cand, res)
+        log(f"[gt] {cand}: test {measure} {res['test']:.2f} (lr {res['best_lr']}, {res['seconds']} s)")
+    return {c: store.get(c) for c in candidates}

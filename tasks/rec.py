@@ -35,7 +35,7 @@ from .base import TaskPlugin, register_task
 from .fused_models import FUSED_MODELS, extract_fused
 from .fusion import FUSION_VERSION, bilinear_fusion
 from .images import cached_image_arrays, grid_pool, image_array_path
-from .pipeline import GroundTruthStore, cache_key, file_record, split_candidate, text_embeddings, write_features, \
+from .pipeline import cache_key, file_record, split_candidate, text_embeddings, write_features, \
     write_labels
 from .rec_data import build_rec_scenes, refer_specs
 from .rec_scenes import box_text
@@ -145,38 +145,16 @@ def ground_truth(candidates: Sequence[str] = CANDIDATES, *, cache_dir, partial_p
     Returns ``{candidate: record}`` with ``test`` = Acc@0.5 (percent) on the test split."""
     import torch
 
-    import data
+    from .heads import FiLMBoxHead, box_iou_pairs, box_loss, head_ground_truth
 
-    from .heads import FiLMBoxHead, box_iou_pairs, box_loss, select_lr, standardiser
+    def inputs_of(cand, split, ds):
+        maps, e = _inputs_of(cache_dir, cache_key(dataset, split), ds, cand, device=device, progress=progress, log=log)
+        return maps[ds.image_index], e
 
-    proto = dict(GT_PROTOCOL if protocol is None else protocol)
-    options = {"options": dict(dataset_options)} if dataset_options else {}
-    store = GroundTruthStore(partial_path, {"dataset": dataset, **options, **proto})
-    train = data.get_dataset(dataset, split="train", root=data_root, **dataset_options)
-    test = data.get_dataset(dataset, split="test", root=data_root, **dataset_options)
-    order = np.random.default_rng(proto["seed"]).permutation(len(train))
-    n_val = int(round(proto["val_fraction"] * len(train)))
-    val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    acc50 = lambda pred, target: float(100.0 * (box_iou_pairs(pred, target) >= 0.5).float().mean())
-    b_tr = torch.from_numpy(train.normalised_boxes())
-    b_te = torch.from_numpy(test.normalised_boxes())
-    for cand in candidates:
-        if store.get(cand) is not None:
-            continue
-        t0 = time.perf_counter()
-        m_tr, e_tr = _inputs_of(cache_dir, cache_key(dataset, "train"), train, cand, device=device,
-                                progress=progress, log=log)
-        m_te, e_te = _inputs_of(cache_dir, cache_key(dataset, "test"), test, cand, device=device,
-                                progress=progress, log=log)
-        m_tr, m_te = m_tr[train.image_index], m_te[test.image_index]
-        sm, se = standardiser(m_tr[fit_idx]), standardiser(e_tr[fit_idx])
-        part = lambda idx: ((sm(m_tr[idx]), se(e_tr[idx])), b_tr[idx])
-        res = select_lr(lambda: FiLMBoxHead(m_tr.shape[1], m_tr.shape[2], e_tr.shape[1]),
-                        part(fit_idx), part(val_idx), ((sm(m_te), se(e_te)), b_te), box_loss, acc50,
-                        lrs=proto["lrs"], epochs=proto["epochs"], batch_size=proto["batch_size"],
-                        weight_decay=proto["weight_decay"], seed=proto["seed"])
-        res.update({"n_fit": int(fit_idx.size), "n_val": int(n_val), "n_test": len(test),
-                    "seconds": round(time.perf_counter() - t0, 2)})
-        store.put(cand, res)
-        log(f"[gt] {cand}: test Acc@0.5 {res['test']:.2f}% (lr {res['best_lr']}, {res['seconds']} s)")
-    return {c: store.get(c) for c in candidates}
+    return head_ground_truth(
+        candidates, dataset=dataset, partial_path=partial_path, protocol=dict(GT_PROTOCOL if protocol is None else protocol),
+        dataset_options=dataset_options, data_root=data_root, inputs_of=inputs_of,
+        target_of=lambda ds: torch.from_numpy(ds.normalised_boxes()),
+        make_head=lambda maps, e, ds: FiLMBoxHead(maps.shape[1], maps.shape[2], e.shape[1]), loss_fn=box_loss,
+        score_fn=lambda pred, target: float(100.0 * (box_iou_pairs(pred, target) >= 0.5).float().mean()),
+        measure="Acc@0.5 %", log=log)

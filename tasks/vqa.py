@@ -35,7 +35,7 @@ from .base import TaskPlugin, metrics_for, register_task
 from .fused_models import FUSED_MODELS, extract_fused
 from .fusion import FUSION_VERSION, bilinear_fusion
 from .images import cached_image_arrays, image_array_path
-from .pipeline import GroundTruthStore, cache_key, encoder_arg, file_record, split_candidate, text_embeddings, write_features, \
+from .pipeline import cache_key, encoder_arg, file_record, split_candidate, text_embeddings, write_features, \
     write_labels
 from .vqa_data import build_easyvqa, full_scale_specs
 
@@ -129,38 +129,15 @@ def ground_truth(candidates: Sequence[str] = CANDIDATES, *, cache_dir, partial_p
     import torch
     from torch.nn import functional as F
 
-    import data
+    from .heads import AnswerHead, head_ground_truth
 
-    from .heads import AnswerHead, select_lr, standardiser
+    def inputs_of(cand, split, ds):
+        img, q = _features_of(cache_dir, cache_key(dataset, split), ds, cand, device=device, progress=progress, log=log)
+        return img[ds.image_index], q
 
-    proto = dict(GT_PROTOCOL if protocol is None else protocol)
-    options = {"options": dict(dataset_options)} if dataset_options else {}
-    store = GroundTruthStore(partial_path, {"dataset": dataset, **options, **proto})
-    train = data.get_dataset(dataset, split="train", root=data_root, **dataset_options)
-    test = data.get_dataset(dataset, split="test", root=data_root, **dataset_options)
-    rng = np.random.default_rng(proto["seed"])
-    order = rng.permutation(len(train))
-    n_val = int(round(proto["val_fraction"] * len(train)))
-    val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    accuracy = lambda logits, y: float(100.0 * (logits.argmax(1) == y).float().mean())
-    for cand in candidates:
-        if store.get(cand) is not None:
-            continue
-        t0 = time.perf_counter()
-        img_tr, q_tr = _features_of(cache_dir, cache_key(dataset, "train"), train, cand, device=device,
-                                    progress=progress, log=log)
-        img_te, q_te = _features_of(cache_dir, cache_key(dataset, "test"), test, cand, device=device,
-                                    progress=progress, log=log)
-        i_tr, i_te = img_tr[train.image_index], img_te[test.image_index]
-        si, sq = standardiser(i_tr[fit_idx]), standardiser(q_tr[fit_idx])
-        y_tr, y_te = torch.from_numpy(train.targets), torch.from_numpy(test.targets)
-        part = lambda idx: ((si(i_tr[idx]), sq(q_tr[idx])), y_tr[idx])
-        res = select_lr(lambda: AnswerHead(i_tr.shape[1], q_tr.shape[1], len(train.classes)),
-                        part(fit_idx), part(val_idx), ((si(i_te), sq(q_te)), y_te), F.cross_entropy, accuracy,
-                        lrs=proto["lrs"], epochs=proto["epochs"], batch_size=proto["batch_size"],
-                        weight_decay=proto["weight_decay"], seed=proto["seed"])
-        res.update({"n_fit": int(fit_idx.size), "n_val": int(n_val), "n_test": len(test),
-                    "seconds": round(time.perf_counter() - t0, 2)})
-        store.put(cand, res)
-        log(f"[gt] {cand}: test accuracy {res['test']:.2f}% (lr {res['best_lr']}, {res['seconds']} s)")
-    return {c: store.get(c) for c in candidates}
+    return head_ground_truth(
+        candidates, dataset=dataset, partial_path=partial_path, protocol=dict(GT_PROTOCOL if protocol is None else protocol),
+        dataset_options=dataset_options, data_root=data_root, inputs_of=inputs_of,
+        target_of=lambda ds: torch.from_numpy(ds.targets),
+        make_head=lambda img, q, ds: AnswerHead(img.shape[1], q.shape[1], len(ds.classes)), loss_fn=F.cross_entropy,
+        score_fn=lambda logits, y: float(100.0 * (logits.argmax(1) == y).float().mean()), measure="accuracy %", log=log)
