@@ -94,8 +94,16 @@ def model_flops(name: str) -> int:
     import models
     from models.onnx_zoo import OnnxFeatureModel
 
+    from models import efficientnet_lite as lite
+
     m = models.create_model(name, device="cpu")
     x = torch.randn(1, 3, *m.input_hw)
+    if isinstance(m, lite.LiteOrtFeatureModel):    # counted on the torch network it was exported from
+        saved, lite.LITE_BACKEND = lite.LITE_BACKEND, "torch"
+        try:
+            m = models.create_model(name, device="cpu")
+        finally:
+            lite.LITE_BACKEND = saved
     if isinstance(m, OnnxFeatureModel):
         from models.onnx_zoo import OnnxTrainable
 
@@ -161,7 +169,7 @@ def family_rows(names: list[str], batch: int, reps: int) -> list[dict]:
         rows.append({"family": fam, "members": members, "one_pass_s_per_img": t["one_pass"] / batch,
                      "separate_s_per_img": separate / batch, "speedup": separate / t["one_pass"]})
         print(f"family {fam:20s} {len(members)} candidates: one pass {t['one_pass'] / batch * 1e3:7.2f} ms/img, "
-              f"separate {separate / batch * 1e3:7.2f} ms/img  ({separate / t['one_pass']:.2f}x)")
+              f"separate {separate / batch * 1e3:7.2f} ms/img  ({separate / t['one_pass']:.2f}x)", flush=True)
     return rows
 
 
@@ -195,18 +203,24 @@ def main(argv=None) -> int:
         rows.append(row)
         extra = f"; torch channels_last {ips['channels_last']:.1f} img/s" if "channels_last" in ips else ""
         print(f"{name:28s} {flops / 1e9:9.3f} {ips['before']:12.1f} {ips['after']:11.1f} {row['speedup']:7.2f} "
-              f"{gflops:8.1f} {row['pct_peak_after']:6.1f}  {row['variants']}{extra}")
+              f"{gflops:8.1f} {row['pct_peak_after']:6.1f}  {row['variants']}{extra}", flush=True)
+        write_results(args, peak, rows, [], complete=False)      # a killed run keeps the rows so far
     fam = [] if args.no_family else family_rows(names, args.batch, args.reps)
+    write_results(args, peak, rows, fam, complete=True)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def write_results(args, peak: float, rows: list, families: list, complete: bool) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"threads": args.threads, "batch": args.batch, "reps": args.reps,
-                               "gemm_peak_gflops": peak, "torch": torch.__version__, "rows": rows,
-                               "families": fam,
-                               "flop_method": "torch.utils.flop_counter.FlopCounterMode, batch 1; ONNX via onnx2torch"},
+                               "gemm_peak_gflops": peak, "torch": torch.__version__, "complete": complete,
+                               "rows": rows, "families": families,
+                               "flop_method": "torch.utils.flop_counter.FlopCounterMode, batch 1; "
+                                              "ONNX graphs via onnx2torch, EfficientNet on the torch network"},
                               indent=2, default=float))
     os.replace(tmp, args.out)
-    print(f"wrote {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,16 +20,18 @@ dinov2_s@block8                 ``/backbone/encoder/layer.7/Add_1_output_0``   3
 ocr_det@c3                      ``p2o.Add.71``: PP-LCNetV3 stage output fed    96   spatial mean
                                 to the DB-FPN (B x 96 x /8)
 ocr_det@c4                      ``p2o.Add.147``: idem, B x 192 x /16           192  spatial mean
+ocr_rec@stage3                  ``p2o.Add.79``: backbone stage output before   128  spatial mean
+                                its stride-(1,2) block (B x 128 x 12 x 160 at 48 x 320 input)
 ocr_rec@stage4                  ``p2o.Add.159``: backbone stage output before  240  spatial mean
-                                its stride-(2,1) block (B x 240 x 12 x 80 at 48 x 320 input)
-ocr_rec@neck                    ``swish_17.tmp_0``: SVTR-neck output = CTC-head 120  width mean
-                                input (B x 120 x 1 x 40)
+                                its stride-(2,1) block (B x 240 x 12 x 80)
 ocr_cls@stage3                  ``hardswish_11.tmp_0``: MobileNetV3 expanded   104  spatial mean
                                 activation entering the last stride-(2,1)
                                 block (B x 104 x 3 x 48 at 48 x 192 input)
 =============================== ============================================ ===== ==============
 
-Together with the 7 final features that makes 20 candidates from the 7 packaged networks.
+Together with the 7 final features that makes 20 candidates from the 7 packaged networks. (The
+SVTR-neck output of ocr_rec was left out: onnx2torch cannot convert its batch norm, whose input
+shape ONNX shape inference does not resolve, so it would not be trainable.)
 
 **Families.** The final candidate of a network and its intermediate candidates form a family
 (:data:`FAMILIES`): :func:`build_family_model` returns one
@@ -94,8 +96,8 @@ ONNX_LAYERS: tuple[OnnxSpec, ...] = (
                 "CLS token after block 8 of 12"),
     _onnx_layer("ocr_det", "c3", "p2o.Add.71", "spatial_mean", 96, "pooled backbone stage C3 (stride 8)"),
     _onnx_layer("ocr_det", "c4", "p2o.Add.147", "spatial_mean", 192, "pooled backbone stage C4 (stride 16)"),
+    _onnx_layer("ocr_rec", "stage3", "p2o.Add.79", "spatial_mean", 128, "pooled 128-channel backbone stage"),
     _onnx_layer("ocr_rec", "stage4", "p2o.Add.159", "spatial_mean", 240, "pooled 240-channel backbone stage"),
-    _onnx_layer("ocr_rec", "neck", "swish_17.tmp_0", "spatial_mean", 120, "width mean of the SVTR-neck output"),
     _onnx_layer("ocr_cls", "stage3", "hardswish_11.tmp_0", "spatial_mean", 104,
                 "pooled expanded activation of the last stage"),
 )

@@ -33,7 +33,7 @@ def test_offline_names():
                                                              ("efficientnet_lite2", ("blocks3", "blocks5")),
                                                              ("dinov2_s", ("block4", "block8")),
                                                              ("ocr_det", ("c3", "c4")),
-                                                             ("ocr_rec", ("stage4", "neck")),
+                                                             ("ocr_rec", ("stage3", "stage4")),
                                                              ("ocr_cls", ("stage3",))] for layer in layers]
 
 
