@@ -15,6 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
+from executor.cli import add_executor_arguments, executor_from_args, executor_resources
 from finetuning import FinetuneConfig, run_benchmark
 from finetuning.engine import OPTIMIZERS
 
@@ -73,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only time one run per model (random inputs) and project the table's cost")
     p.add_argument("--restart", action="store_true", help="discard the partial results and start over")
     p.add_argument("--no-progress", action="store_true")
+    add_executor_arguments(p)           # --executor ray: one Ray task per (model, dataset) cell
     return p.parse_args(argv)
 
 
@@ -116,8 +118,10 @@ def main(argv=None):
         partial.unlink()
     t0 = time.perf_counter()
     deadline = None if args.stop_after_minutes is None else time.time() + 60 * args.stop_after_minutes
-    table = run_benchmark(args.models, args.datasets, config, args.output, partial, group=args.output.stem,
-                          progress=not args.no_progress, skip=excluded, deadline=deadline)
+    with executor_from_args(args) as ex:      # serial: the in-process loop of run_benchmark
+        table = run_benchmark(args.models, args.datasets, config, args.output, partial, group=args.output.stem,
+                              progress=not args.no_progress, skip=excluded, deadline=deadline,
+                              executor=ex if ex.distributed else None, resources=executor_resources(args))
     if table is None:
         return None
     print(f"wrote {args.output} ({len(args.models)} models x {len(args.datasets)} datasets, "

@@ -20,8 +20,9 @@ test accuracy; Meng et al., NeurIPS 2023; You et al., ICML 2021) scaled down to 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from .results import ResultsStore
 from .splits import protocol_subsets
 from .table import GROUP, build_table
 
-__all__ = ["TimeBudgetExceeded", "select_best_lr", "next_lr", "is_bracketed", "finetune_pair", "run_benchmark",
+__all__ = ["TimeBudgetExceeded", "select_best_lr", "next_lr", "is_bracketed", "finetune_pair", "FinetuneUnit", "run_benchmark",
            "default_model_factory", "default_dataset_getter", "LR_EXTENSION_FACTOR", "LR_LIMITS"]
 
 ModelFactory = Callable[[str, int], tuple]  # (name, num_classes) -> (nn.Module, preprocess)
@@ -215,13 +216,48 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
             "seconds": round(sum(float(r["seconds"]) for r in runs), 2)}
 
 
+@dataclass(frozen=True)
+class FinetuneUnit:
+    """One (model, dataset) cell of :func:`run_benchmark` as a unit of work for an executor
+    (``executor.base.Executor``, e.g. one Ray task): the cell's runs resume from and are saved to
+    ``partial_path`` (:class:`~finetuning.results.ResultsStore` merges concurrent writers under a
+    file lock); a finished cell returns its record without training. ``None``: the deadline
+    stopped it (finished runs are kept)."""
+
+    model: str
+    dataset: str
+    config: FinetuneConfig
+    partial_path: str
+    model_factory: ModelFactory = default_model_factory
+    dataset_getter: DatasetGetter = default_dataset_getter
+    deadline: Optional[float] = None
+    resources: Any = field(default=None, compare=False)
+
+    def run(self) -> Optional[dict]:
+        store = ResultsStore(self.partial_path, self.config)
+        if store.has(self.model, self.dataset):
+            return store.get(self.model, self.dataset)
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(self.config.num_threads)
+        try:
+            record = finetune_pair(self.model, self.dataset, self.config, model_factory=self.model_factory,
+                                   dataset_getter=self.dataset_getter, progress=False, store=store,
+                                   deadline=self.deadline)
+        except TimeBudgetExceeded:
+            return None
+        finally:
+            torch.set_num_threads(previous_threads)
+        store.put(record)
+        return record
+
+
 def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: FinetuneConfig,
                   output_path: str | Path, partial_path: str | Path, *,
                   model_factory: ModelFactory = default_model_factory,
                   dataset_getter: DatasetGetter = default_dataset_getter,
                   progress: bool = True, about: Optional[str] = None, group: str = GROUP,
                   skip: Optional[Callable[[str, str], bool]] = None,
-                  deadline: Optional[float] = None) -> Optional[dict]:
+                  deadline: Optional[float] = None, executor=None, resources=None) -> Optional[dict]:
     """Fine-tune every model on every dataset, resumably, and write the ground-truth table.
 
     ``skip(model, dataset) -> True`` leaves a cell empty (e.g. a network pre-trained on data that
@@ -231,7 +267,9 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
 
     Each finished (model, dataset) record is written atomically to ``partial_path`` at once; a
     re-run with the same ``config`` skips the finished pairs (a different ``config`` is refused
-    by :class:`~finetuning.results.ResultsStore`). When every pair is done the table
+    by :class:`~finetuning.results.ResultsStore`). ``executor`` (an ``executor.base.Executor``, e.g.
+    Ray): the unfinished cells run as :class:`FinetuneUnit` s on it (``resources`` each), writing
+    to the same partial file; ``None``: one after the other in this process. When every pair is done the table
     (:func:`finetuning.table.build_table`) is written atomically to ``output_path`` and returned.
     """
     from tqdm.auto import tqdm
@@ -247,10 +285,20 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
     if len(models) < 2:
         raise ValueError("a ground-truth ranking needs at least two models")
     store = ResultsStore(partial_path, config)
+    pairs = [(m, d) for d in datasets for m in models]
+    if executor is not None:
+        from executor.base import run_unit
+        units = [FinetuneUnit(m, d, config, str(partial_path), model_factory, dataset_getter, deadline, resources)
+                 for m, d in pairs if not store.has(m, d) and not (skip is not None and skip(m, d))]
+        out = executor.map(run_unit, units, resources=resources, desc="fine-tune", progress=progress)
+        store = ResultsStore(partial_path, config)          # what the units wrote
+        if any(r is None for r in out):
+            print(f"stopped: time budget spent; {len(store)} of {len(pairs)} pairs finished, partial results in "
+                  f"{partial_path} (re-run to continue)")
+            return None
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.num_threads)
     try:
-        pairs = [(m, d) for d in datasets for m in models]
         bar = tqdm(pairs, desc="fine-tune", unit="run", disable=not progress)
         for m, d in bar:
             bar.set_postfix_str(f"{m} / {d}")

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from common import Registry
-from data.cache import atomic_save_json, atomic_save_npy
+from data.cache import atomic_save_json, atomic_save_npy, entry_lock, remove_stale_temps
 
 from .graph import ImageRef, SampleSource, SemanticGraph
 from .vlm import VLM, image_features_batched, l2_normalise
@@ -143,8 +143,23 @@ class ImageFeatureCache:
         self._loaded = True
 
     def ensure(self, vlm: VLM, refs: Sequence[ImageRef], *, progress: bool = False) -> int:
-        """Encode the images of ``refs`` not stored yet; returns how many were encoded."""
+        """Encode the images of ``refs`` not stored yet; returns how many were encoded. On disk the
+        read-encode-write happens under :func:`data.cache.entry_lock` of the features file, after
+        re-reading it: two runs (or Ray tasks) sharing the cache never lose each other's rows."""
         self._load()
+        if all(r in self.index for r in refs):
+            return 0
+        if self.base is None:
+            return self._encode(vlm, refs, progress)
+        feat_path, refs_path = self.paths
+        with entry_lock(feat_path):
+            remove_stale_temps(feat_path)
+            remove_stale_temps(refs_path)
+            self._loaded = False
+            self._load()                                  # what another writer may have added
+            return self._encode(vlm, refs, progress)
+
+    def _encode(self, vlm: VLM, refs: Sequence[ImageRef], progress: bool) -> int:
         missing = list(dict.fromkeys(r for r in refs if r not in self.index))
         if not missing:
             return 0

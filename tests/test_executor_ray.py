@@ -135,3 +135,22 @@ def test_offline_hub_labels_through_ray_are_byte_identical(ex, tmp_path):
                                                                                       "mll/node_text"))}
     assert sorted(got) == sorted(want) and any("node_text" in k for k in want) and any("graph-" in k for k in want)
     assert [k for k in want if got[k] != want[k]] == []
+
+
+def test_finetune_cells_through_ray_match_the_serial_loop(ex, tmp_path):
+    import test_finetune as tf                     # its synthetic task and tiny CNN "zoo"
+    from finetuning import FinetuneConfig, run_benchmark
+    ray.cloudpickle.register_pickle_by_value(tf)
+    cfg = FinetuneConfig(lrs=(1e-2,), **tf.FAST)
+    kw = dict(model_factory=tf.CountingFactory(), dataset_getter=tf.colour_getter, progress=False)
+    serial = run_benchmark(["tiny_a", "tiny_b"], ["colours"], cfg, tmp_path / "s.json", tmp_path / "s.partial.json", **kw)
+    table = run_benchmark(["tiny_a", "tiny_b"], ["colours"], cfg, tmp_path / "r.json", tmp_path / "r.partial.json",
+                          executor=ex, resources=Resources(num_cpus=1), **kw)
+    strip = lambda t: {m: {k: v for k, v in r.items() if k not in ("seconds", "per_lr", "seed_runs")}  # noqa: E731
+                       for m, r in t["runs"]["colours"].items()}
+    assert table["offline_zoo"] == serial["offline_zoo"] and strip(table) == strip(serial)
+    factory = tf.CountingFactory()                 # a rerun finds every cell done: nothing trains
+    assert run_benchmark(["tiny_a", "tiny_b"], ["colours"], cfg, tmp_path / "r.json", tmp_path / "r.partial.json",
+                         executor=ex, model_factory=factory, dataset_getter=tf.colour_getter,
+                         progress=False)["offline_zoo"] == serial["offline_zoo"]
+    assert factory.calls == []
