@@ -19,7 +19,7 @@ from data.cache import (CacheLayout, atomic_save_json, check_entry, entry_lock, 
 from .text import LOCAL_TEXT_ENCODERS, get_question_encoder
 
 __all__ = ["cache_key", "write_labels", "text_embeddings", "write_features", "file_record", "GroundTruthStore",
-           "split_candidate", "write_ground_truth_file", "encoder_arg"]
+           "split_candidate", "write_ground_truth_file", "encoder_arg", "candidate_inputs"]
 
 
 def cache_key(dataset: str, split: str) -> str:
@@ -143,3 +143,18 @@ def write_ground_truth_file(path, *, group: str, dataset: str, measure: str, uni
            "protocol": dict(protocol), group: table,
            "runs": {c: {k: v for k, v in r.items()} for c, r in runs.items()}}
     return atomic_save_json(path, doc)
+
+
+def candidate_inputs(cache_dir, key: str, ds, candidate: str, kind: str, texts: Sequence[str], role: str, *,
+                     device=None, progress: bool = False, log: Callable[[str], None] = print) -> tuple:
+    """(image arrays of the candidate's backbone over ``ds.images`` (``tasks.images``, ``kind``),
+    (N, E) embeddings of the per-sample ``texts`` with its text encoder) for ``"backbone+encoder"``."""
+    from models import list_models
+
+    from .images import cached_image_arrays
+    from .text import question_encoder_names
+
+    backbone, enc = split_candidate(candidate, list_models(), question_encoder_names())
+    images = cached_image_arrays(cache_dir, key, ds.image_fingerprint, ds.images, backbone, kind, device=device,
+                                 progress=progress, log=log)
+    return images, text_embeddings(cache_dir, key, texts, enc, role, log=log)

@@ -34,8 +34,8 @@ from evaluation.runner import TaskSpec
 from .base import TaskPlugin, register_task
 from .fused_models import FUSED_MODELS, extract_fused
 from .fusion import FUSION_VERSION, bilinear_fusion
-from .images import cached_image_arrays, grid_pool, image_array_path
-from .pipeline import cache_key, file_record, split_candidate, text_embeddings, write_features, \
+from .images import grid_pool, image_array_path
+from .pipeline import candidate_inputs, cache_key, file_record, text_embeddings, write_features, \
     write_labels
 from .rec_data import build_rec_scenes, refer_specs
 from .rec_scenes import box_text
@@ -91,18 +91,9 @@ def label_texts(ds, task: str = "rec"):
     return _LABELS[task][2](ds)
 
 
-def _encoders():
-    from .text import question_encoder_names
-    return question_encoder_names()
-
-
 def _inputs_of(cache_dir, key, ds, candidate, *, device, progress, log):
-    from models import list_models
-    backbone, enc = split_candidate(candidate, list_models(), _encoders())
-    maps = cached_image_arrays(cache_dir, key, ds.image_fingerprint, ds.images, backbone, "map", device=device,
-                               progress=progress, log=log)
-    e = text_embeddings(cache_dir, key, ds.expressions, enc, "expression", log=log)
-    return maps, e
+    return candidate_inputs(cache_dir, key, ds, candidate, "map", ds.expressions, "expression", device=device,
+                            progress=progress, log=log)
 
 
 def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str = DATASET, split: str = "train",

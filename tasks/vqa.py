@@ -34,8 +34,8 @@ from evaluation.runner import TaskSpec
 from .base import TaskPlugin, metrics_for, register_task
 from .fused_models import FUSED_MODELS, extract_fused
 from .fusion import FUSION_VERSION, bilinear_fusion
-from .images import cached_image_arrays, image_array_path
-from .pipeline import cache_key, encoder_arg, file_record, split_candidate, text_embeddings, write_features, \
+from .images import image_array_path
+from .pipeline import candidate_inputs, cache_key, encoder_arg, file_record, write_features, \
     write_labels
 from .vqa_data import build_easyvqa, full_scale_specs
 
@@ -70,18 +70,9 @@ PLUGIN = register_task(TaskPlugin(
 ))
 
 
-def _question_encoders():
-    from .text import question_encoder_names
-    return question_encoder_names()
-
-
 def _features_of(cache_dir, key, ds, candidate, *, device, progress, log):
-    from models import list_models
-    backbone, qenc = split_candidate(candidate, list_models(), _question_encoders())
-    img = cached_image_arrays(cache_dir, key, ds.image_fingerprint, ds.images, backbone, "pooled", device=device,
-                              progress=progress, log=log)
-    q = text_embeddings(cache_dir, key, ds.questions, qenc, "question", log=log)
-    return img, q
+    return candidate_inputs(cache_dir, key, ds, candidate, "pooled", ds.questions, "question", device=device,
+                            progress=progress, log=log)
 
 
 def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str = DATASET, split: str = "train",
