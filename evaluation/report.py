@@ -162,6 +162,9 @@ def format_bootstrap(boot) -> str:
     noise = "ground-truth seed noise and " if boot.seed_noise else ""
     head = (f"=== {boot.measure}: mean over datasets, {int(boot.confidence * 100)}% bootstrap interval over "
             f"{noise}model subsets ({boot.subset_fraction:.0%} of the models, {boot.n_boot} replicates) ===")
+    if not boot.informative:
+        head += ("\n(no seed noise and too few models per dataset to leave one out: the intervals are points "
+                 "and no difference is called significant)")
     return head + "\n" + format_interval_table(boot).to_string()
 
 

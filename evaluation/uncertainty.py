@@ -59,7 +59,8 @@ class BootstrapResult:
     ``boot_mean``, ``n_datasets``. ``per_dataset``: per (metric, dataset) the same columns (no
     ``n_datasets``). ``difference_low`` / ``difference_high``: metric x metric interval of
     ``mean_row - mean_col``. ``significant``: metric x metric, True where row is significantly better
-    than column. ``replicates``: n_boot x metric array of replicate means (columns = ``metrics``).
+    than column (never, when the replicates cannot vary: ``informative`` False, i.e. no seed noise and
+    every dataset too small to drop a model). ``replicates``: n_boot x metric array of replicate means (columns = ``metrics``).
     """
 
     measure: str
@@ -74,6 +75,7 @@ class BootstrapResult:
     confidence: float
     subset_fraction: float
     seed_noise: bool
+    informative: bool = True
 
     def better_than(self, metric: str) -> List[str]:
         """The metrics ``metric`` is significantly better than."""
@@ -172,6 +174,7 @@ def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
             out[i] = _measure(fn, row[ok], g[subset][ok])
         return out
 
+    varies = seed_noise
     point = np.full((len(prepared), n_metrics), np.nan)
     boot = np.full((n_boot, len(prepared), n_metrics), np.nan)
     for d, (r, S, seed_values) in enumerate(prepared):
@@ -180,6 +183,7 @@ def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
         point[d] = evaluate(S, g0, everyone)
         M = len(r.models)
         k = min(M, max(3, math.ceil(subset_fraction * M)))
+        varies = varies or k < M
         G = np.empty((n_boot, M))              # replicate ground truths: bootstrap means of the seeds
         for j, v in enumerate(seed_values):
             G[:, j] = v[0] if v.size == 1 else v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
@@ -215,11 +219,11 @@ def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
             diff = _nanmean(boot[:, both, i], axis=1) - _nanmean(boot[:, both, j], axis=1)
             lo, hi = _interval(diff, confidence)
             low.loc[a, b], high.loc[a, b] = lo, hi
-            significant.loc[a, b] = bool(lo > 0)
+            significant.loc[a, b] = bool(varies and lo > 0)
     return BootstrapResult(measure=measure, metrics=metrics, summary=summary, per_dataset=per_dataset,
                            difference_low=low, difference_high=high, significant=significant,
                            replicates=replicate_means, n_boot=int(n_boot), confidence=confidence,
-                           subset_fraction=float(subset_fraction), seed_noise=seed_noise)
+                           subset_fraction=float(subset_fraction), seed_noise=seed_noise, informative=varies)
 
 
 def _nanmean(a, axis=None):

@@ -113,3 +113,13 @@ def test_tables_are_written_and_printed(tmp_path):
     assert bool(sig.loc["perfect", "random"]) and not bool(sig.loc["random", "perfect"])
     text = format_bootstrap(res)
     assert "perfect" in text and "95% bootstrap interval" in text and "random" in text
+
+
+def test_replicates_that_cannot_vary_call_nothing_significant():
+    # 3 models, no seeds: every replicate is the full data, so a gap is not evidence of anything
+    gt = {"a": 1.0, "b": 2.0, "c": 3.0}
+    r = _result("d", gt, {"right": dict(gt), "wrong": {"a": 3.0, "b": 2.0, "c": 1.0}})
+    res = bootstrap_rank_measures([r], n_boot=20)
+    assert not res.informative
+    assert not res.significant.values.any()
+    assert bootstrap_rank_measures(_zoo(), n_boot=20).informative

@@ -1,0 +1,104 @@
+"""The full offline benchmark: every candidate x every label encoder x every offline dataset.
+
+What the metrics see is what fine-tuning starts from (:mod:`finetuning.protocol`): the protocol's
+training images (``n_train_per_class`` per class), each model at the protocol resolution. The
+protocol is read from the ground-truth group's file (``"protocol"``, written by ``finetune.py``), or,
+while that table is still being filled, from its partial-results file, so that the scores and the
+accuracies they are judged against always come from the same images and pipeline.
+
+A (model, dataset) cell is scored when the model may be used on the dataset (a network pre-trained
+here on the target's domain may not: ``models.target_allowed``) and, with a ground truth, when the
+table has the cell. Rank measures per dataset (:mod:`evaluation.tables`) and bootstrap intervals over
+ground-truth seed noise and model subsets (:mod:`evaluation.uncertainty`) are written under
+``results_dir``. Everything is cached and resumable (features, label embeddings, scores).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from .runner import EvaluationResult, evaluate
+from .uncertainty import BootstrapResult, bootstrap_rank_measures
+
+__all__ = ["protocol_of", "benchmark_cells", "run_offline_benchmark"]
+
+
+def protocol_of(group: str, partial_dir: str | os.PathLike):
+    """The :class:`finetuning.FinetuneConfig` of ground-truth ``group``: from its table when it is
+    complete, else from ``partial_dir/{group}.partial.json``; ``FileNotFoundError`` naming both."""
+    from data.ground_truth import ground_truth_info, list_groups
+    from finetuning import FinetuneConfig
+
+    if group in list_groups():
+        protocol = ground_truth_info(group).get("protocol")
+        if not isinstance(protocol, Mapping):
+            raise ValueError(f"ground-truth group {group!r} records no fine-tuning protocol")
+        return FinetuneConfig.from_dict(protocol)
+    partial = Path(partial_dir) / f"{group}.partial.json"
+    if not partial.is_file():
+        raise FileNotFoundError(f"no ground-truth group {group!r} and no partial results {partial}: "
+                                f"run finetune.py to start the table")
+    protocol = json.loads(partial.read_text()).get("protocol")
+    if not isinstance(protocol, Mapping):
+        raise ValueError(f"{partial} records no fine-tuning protocol")
+    return FinetuneConfig.from_dict(protocol)
+
+
+def benchmark_cells(models: Sequence[str], datasets: Sequence[str],
+                    truth: Optional[Mapping[str, Mapping[str, float]]] = None) -> Dict[str, list]:
+    """``{dataset: [models scored on it]}``: allowed cells (``models.target_allowed``), and with
+    ``truth`` only the cells it has. A dataset left with fewer than 2 models is an error."""
+    from models import target_allowed
+
+    cells = {}
+    for d in datasets:
+        ms = [m for m in models if target_allowed(m, d) and (truth is None or m in truth.get(d, {}))]
+        if len(ms) < 2:
+            raise ValueError(f"dataset {d!r}: only {len(ms)} model(s) to rank ({ms}); a ranking needs at least 2")
+        cells[d] = ms
+    return cells
+
+
+def run_offline_benchmark(models: Sequence[str], datasets: Sequence[str], *, config,
+                          cache_dir: str | os.PathLike, results_dir: str | os.PathLike,
+                          encoders: Sequence[str] = ("minilm", "e5", "mpnet"), metrics: Optional[Sequence[str]] = None,
+                          ground_truth: Optional[Mapping[str, Mapping[str, float]]] = None,
+                          group: Optional[str] = None,
+                          seeds: Optional[Mapping[str, Mapping[str, Sequence[float]]]] = None,
+                          n_boot: int = 1000, batch_size: int = 64, random_state: int = 0, progress: bool = True,
+                          log: Callable[[str], None] = print) -> Tuple[EvaluationResult, Optional[BootstrapResult]]:
+    """Extract (protocol pipeline), embed the class names with every encoder, score and judge.
+
+    Returns the evaluation result and, with a ground truth, the bootstrap of weighted tau (``None``
+    without one). ``seeds``: per-seed ground-truth values (``data.ground_truth.ground_truth_seeds``).
+    """
+    from finetuning.protocol import protocol_extract
+    from Label_embedding.embed import write_label_embeddings
+
+    if not encoders:
+        raise ValueError("give at least one text encoder for the label embeddings")
+    cells = benchmark_cells(models, datasets, ground_truth)
+    fingerprints: Dict[str, str] = {}
+    for d, ms in cells.items():
+        for r in protocol_extract(ms, [d], config, cache_dir, batch_size=batch_size, progress=progress, log=log):
+            if r.fingerprint is not None:
+                fingerprints[r.dataset] = r.fingerprint
+        for enc in encoders:
+            write_label_embeddings(d, enc, cache_dir, progress=progress, log=log)
+    if ground_truth is not None:
+        truth = {d: {m: ground_truth[d][m] for m in ms} for d, ms in cells.items()}
+        result = evaluate(cache_dir, results_dir, datasets=list(cells), metrics=metrics, encoders=tuple(encoders),
+                          ground_truth=truth, group=group, random_state=random_state, progress=progress, log=log,
+                          expected_fingerprints=fingerprints)
+        boot = bootstrap_rank_measures(list(result.datasets.values()), seeds=seeds, n_boot=n_boot,
+                                       random_state=random_state)
+        return result, boot
+    parts = [evaluate(cache_dir, results_dir, datasets=[d], models=ms, metrics=metrics, encoders=tuple(encoders),
+                      random_state=random_state, progress=progress, log=log,
+                      expected_fingerprints={d: fingerprints[d]} if d in fingerprints else None)
+             for d, ms in cells.items()]
+    merged = EvaluationResult(datasets={d: r for p in parts for d, r in p.datasets.items()}, task=parts[0].task,
+                              encoders=parts[0].encoders, group=None)
+    return merged, None
