@@ -5,8 +5,9 @@ models shipped in registry packages (EfficientNet-Lite0/1/2, DINOv2-S, the Paddl
 offline datasets (Fashion-MNIST, MNIST, sklearn digits, texture patches), class-name label
 embeddings with the packaged all-MiniLM-L6-v2, every transferability metric, and the agreement of
 each metric's ranking with our own fine-tuned accuracies (``data/ground_truth/offline_zoo.json``,
-made by ``finetune.py``): weighted tau, Kendall tau, Pearson, Rel@1 per dataset and averaged, wall
-time per metric, PNG plots. Resumable: caches under CACHE_DIR, scores under RESULTS_DIR.
+made by ``finetune.py``): weighted tau, Kendall tau, Pearson, Rel@1 per dataset and averaged, a
+bootstrap interval of the mean weighted tau (model subsets, plus seed noise where the table has
+seeds) with the significant differences, wall time per metric, PNG plots. Resumable: caches under CACHE_DIR, scores under RESULTS_DIR.
 
     .venv/bin/python run_default.py                         # everything (about 10 minutes on 2 cores)
     .venv/bin/python run_default.py --datasets digits --n-per-class 30 --metrics emms logme
@@ -23,11 +24,12 @@ MODELS = None                        # None: the ground truth's models (else the
 DATASETS = ("fashion_mnist", "mnist", "digits", "textures")
 GROUND_TRUTH = "offline_zoo"         # data/ground_truth/offline_zoo.json (finetune.py)
 METRICS = None                       # None: every registered metric (metrics.list_metrics())
-ENCODERS = ("minilm",)               # packaged text encoder: the offline F-label source
+ENCODERS = ("minilm", "e5", "mpnet") # three packaged text encoders: EMMS with K = 3 (docs/encoders.md)
 SPLIT = "train"                      # transferability is measured on the target training data
 N_PER_CLASS = 50                     # images per class scored (seeded subsample)
 BATCH_SIZE = 64
 RANDOM_STATE = 0
+N_BOOT = 1000                        # bootstrap replicates of the weighted-tau intervals (0: none)
 CACHE_DIR = ROOT / "cache" / "default"
 RESULTS_DIR = ROOT / "results" / "default"
 
@@ -46,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-per-class", type=int, default=N_PER_CLASS)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--random-state", type=int, default=RANDOM_STATE)
+    p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates of the intervals (0: none)")
     p.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--no-plots", action="store_true")
@@ -58,7 +61,10 @@ def main(argv=None) -> int:
     from data.ground_truth import list_groups, load_ground_truth
     from evaluation import save_results
     from evaluation.end_to_end import score_models
-    from evaluation.report import print_report, write_report
+    from data.ground_truth import ground_truth_seeds
+    from evaluation.report import format_bootstrap, print_report, write_report
+    from evaluation.results import save_bootstrap
+    from evaluation.uncertainty import bootstrap_rank_measures
 
     truth = None
     if args.ground_truth.lower() != "none":
@@ -86,6 +92,12 @@ def main(argv=None) -> int:
     if not args.no_plots:
         written.update(write_report(result, args.results_dir / "plots"))
     print_report(result)
+    if truth is not None and args.n_boot:
+        seeds = {d: v for d, v in ground_truth_seeds(args.ground_truth).items() if d in truth}
+        boot = bootstrap_rank_measures(list(result.datasets.values()), seeds=seeds, n_boot=args.n_boot,
+                                       random_state=args.random_state)
+        written.update(save_bootstrap(boot, args.results_dir))
+        print("\n" + format_bootstrap(boot))
     print(f"\n{result.computed} score(s) computed, {result.reused} reused; "
           f"{time.perf_counter() - t0:.0f} s in all; results under {args.results_dir} ({len(written)} files)")
     return 0

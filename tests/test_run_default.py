@@ -1,5 +1,5 @@
-"""The embedded default end to end on a small subset: real offline models, real images, MiniLM label
-embeddings, metrics judged against the committed fine-tuned ground truth, tables and PNGs written."""
+"""The embedded default end to end on a small subset: real offline models, real images, the default
+encoders' label embeddings, metrics judged against the committed fine-tuned ground truth, tables and PNGs written."""
 import json
 
 import pandas as pd
@@ -16,10 +16,11 @@ def test_run_default_small_subset(tmp_path, capsys):
             "--cache-dir", str(cache), "--results-dir", str(results), "--quiet"]
     assert run_default.main(argv) == 0
     out = capsys.readouterr().out
-    assert "weighted_tau" in out and "textures" in out
+    assert "weighted_tau" in out and "textures" in out and "bootstrap interval" in out
 
     files = {p.name for p in results.rglob("*") if p.is_file()}
     assert "textures_scores_vs_truth.png" in files and "summary_weighted_tau.png" in files
+    assert "weighted_tau_summary.csv" in files and "weighted_tau_significance.csv" in files
     for png in results.rglob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     doc = json.loads((results / "results.json").read_text())
