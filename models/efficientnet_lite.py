@@ -176,7 +176,8 @@ class _LiteOutputs(nn.Module):
 
 @functools.lru_cache(maxsize=4)
 def _lite_onnx_bytes(spec: LiteSpec, stages: tuple[int, ...], final: bool, pretrained: bool) -> bytes:
-    """ONNX export (TorchScript exporter, dynamic batch) of :class:`_LiteOutputs`."""
+    """ONNX export (TorchScript exporter; dynamic batch and spatial size: the MLL stand-ins and the
+    fine-tuning protocol feed 64-112 px images) of :class:`_LiteOutputs`."""
     import io
     import warnings
 
@@ -187,7 +188,7 @@ def _lite_onnx_bytes(spec: LiteSpec, stages: tuple[int, ...], final: bool, pretr
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, torch.zeros(1, 3, spec.input_size, spec.input_size), buf, input_names=["x"],
                           output_names=[f"y{i}" for i in range(n_out)], dynamo=False,
-                          dynamic_axes={"x": {0: "b"}, **{f"y{i}": {0: "b"} for i in range(n_out)}})
+                          dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}, **{f"y{i}": {0: "b"} for i in range(n_out)}})
     return buf.getvalue()
 
 
@@ -235,8 +236,6 @@ class LiteOrtFeatureModel(FeatureModel):
                          device=device, num_source_classes=classes, preprocess=self._multi.preprocess)
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if tuple(x.shape[2:]) != self.input_hw:
-            raise ValueError(f"{self.name}: expected {self.input_hw} inputs, got {tuple(x.shape[2:])}")
         return self._multi._forward_multi(x)[self._key]
 
 

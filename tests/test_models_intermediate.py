@@ -206,3 +206,22 @@ def test_onnx_session_options():
     tuned = session_options(True)
     assert tuned.intra_op_num_threads == torch.get_num_threads()
     assert session_options(False).intra_op_num_threads == 0        # onnxruntime's default
+
+
+@pytest.mark.parametrize("hw", [64, 112])
+def test_lite_onnxruntime_takes_other_input_sizes_like_torch(hw):
+    # the MLL stand-ins feed 64-128 px images and the fine-tuning protocol 112 px: the export's
+    # spatial axes are dynamic, and the features agree with the torch forward at every size
+    import torch
+
+    from models.efficientnet_lite import LITE_SPECS, build_lite
+
+    cpu = torch.device("cpu")
+    ort = build_lite(LITE_SPECS[0], None, cpu, True)
+    ref = build_lite(LITE_SPECS[0], None, cpu, True, backend="torch")
+    x = torch.randn(2, 3, hw, hw, generator=torch.Generator().manual_seed(hw))
+    a, la = ort.features_and_source_logits(x)
+    b, lb = ref.features_and_source_logits(x)
+    assert a.shape == (2, 1280) and la.shape == (2, 1000)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+    torch.testing.assert_close(la, lb, rtol=1e-4, atol=1e-4 * float(lb.abs().max()))
