@@ -23,6 +23,7 @@ network (:class:`TrainableFeatureModel`: the same pre-trained weights fine-tunin
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -162,8 +163,12 @@ def protocol_feature_model(model_name: str, config: FinetuneConfig, *, weights_d
     try:
         model.features_and_source_logits(torch.zeros(2, 3, *hw))
         return model
-    except Exception:  # noqa: BLE001 - e.g. onnxruntime: an ONNX graph exported for one fixed size
+    except Exception as err:  # noqa: BLE001 - e.g. onnxruntime: an ONNX graph exported for one fixed size
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
         del model
+    warnings.warn(f"{model_name}: the registered extractor rejects {hw[0]}x{hw[1]} inputs ({reason}); "
+                  "reading the features at the head input of its trainable network instead", RuntimeWarning,
+                  stacklevel=2)
     return TrainableFeatureModel(model_name, pipeline, hw, weights_dir=weights_dir,
                                  group=model_info(model_name).group)
 
