@@ -174,8 +174,20 @@ class _LiteOutputs(nn.Module):
         return tuple(result)
 
 
-@functools.lru_cache(maxsize=4)
 def _lite_onnx_bytes(spec: LiteSpec, stages: tuple[int, ...], final: bool, pretrained: bool) -> bytes:
+    """The ONNX export of :func:`_export_lite`, memoised for the pre-trained weights only (a
+    random initialisation is drawn anew from torch's RNG on every call, as for the torch backend)."""
+    if pretrained:
+        return _pretrained_onnx_bytes(spec, stages, final)
+    return _export_lite(spec, stages, final, False)
+
+
+@functools.lru_cache(maxsize=4)
+def _pretrained_onnx_bytes(spec: LiteSpec, stages: tuple[int, ...], final: bool) -> bytes:
+    return _export_lite(spec, stages, final, True)
+
+
+def _export_lite(spec: LiteSpec, stages: tuple[int, ...], final: bool, pretrained: bool) -> bytes:
     """ONNX export (TorchScript exporter; dynamic batch and spatial size: the MLL stand-ins and the
     fine-tuning protocol feed 64-112 px images) of :class:`_LiteOutputs`."""
     import io

@@ -59,7 +59,10 @@ def test_efficientnet_lite_predicts_imagenet_classes(name, size, photos, imagene
 
 
 def test_efficientnet_lite_random_init_is_not_sensible(photos, imagenet_names):
-    m = models.create_model("efficientnet_lite0", device="cpu", pretrained=False)
+    # seeded: an unseeded random network put "monastery" in its top 5 by chance (1 run in ~10)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        m = models.create_model("efficientnet_lite0", device="cpu", pretrained=False)
     logits = m.features_and_source_logits(torch.stack([m.preprocess(p) for p in photos]))[1]
     temple = [imagenet_names[j] for j in logits[0].topk(5).indices.tolist()]
     assert not BUILDINGS.intersection(temple)
