@@ -11,7 +11,7 @@ from tasks.cli import extraction_main
 CANDIDATES = rec.CANDIDATES              # "backbone+expression_encoder"
 DATASET = rec.DATASET
 SPLIT = "train"
-ENCODERS = ("minilm",)                   # text encoders of the label texts (box; expression + box)
+ENCODERS = ("minilm", "e5", "mpnet")                 # text encoders of the label texts (box; expression + box)
 CACHE_DIR = "cache"
 DATA_ROOT = None                         # None: $MODEL_SELECTOR_DATA (full-scale sets only)
 

@@ -11,7 +11,7 @@ from tasks.cli import extraction_main
 CANDIDATES = vqa.CANDIDATES              # "backbone+question_encoder"
 DATASET = vqa.DATASET
 SPLIT = "train"
-ENCODERS = ("minilm",)                   # text encoders of the answer embeddings (F-labels)
+ENCODERS = ("minilm", "e5", "mpnet")                 # text encoders of the answer embeddings (F-labels)
 CACHE_DIR = "cache"
 DATA_ROOT = None                         # None: $MODEL_SELECTOR_DATA (full-scale sets only)
 

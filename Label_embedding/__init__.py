@@ -12,9 +12,9 @@
 from .embed import (PROMPT_TEMPLATES, embed_classnames, readable_classname, resolve_templates,
                     write_caption_embeddings, write_label_embeddings)
 from .encoders import TEXT_ENCODERS, TextEncoder, get_text_encoder, list_text_encoders, register_text_encoder
-from . import offline_encoders  # noqa: F401  (registers e5, mpnet, spacy_md)
+from .offline_encoders import OFFLINE_LABEL_ENCODERS  # (importing it registers e5, mpnet, spacy_md)
 from .stacking import STACK_METHODS, stack_label_embeddings
 
-__all__ = ["TEXT_ENCODERS", "TextEncoder", "get_text_encoder", "list_text_encoders", "register_text_encoder",
+__all__ = ["OFFLINE_LABEL_ENCODERS", "TEXT_ENCODERS", "TextEncoder", "get_text_encoder", "list_text_encoders", "register_text_encoder",
            "PROMPT_TEMPLATES", "embed_classnames", "readable_classname", "resolve_templates",
            "write_caption_embeddings", "write_label_embeddings", "STACK_METHODS", "stack_label_embeddings"]

@@ -29,10 +29,14 @@ import numpy as np
 
 from .encoders import TextEncoder, register_text_encoder
 
-__all__ = ["E5Encoder", "MPNetEncoder", "SpacyStaticEncoder", "model_cache_dir", "mpnet_model_dir",
+__all__ = ["OFFLINE_LABEL_ENCODERS", "E5Encoder", "MPNetEncoder", "SpacyStaticEncoder", "model_cache_dir", "mpnet_model_dir",
            "extract_split_zip", "MPNET_PART_PACKAGES", "MPNET_EXPECTED_FILES", "CACHE_ENV"]
 
 #: environment variable overriding the model cache folder
+#: the default K = 3 F-label encoders offline: three packaged transformer sentence encoders of different
+#: models (MiniLM-L6, multilingual-E5-small, MPNet-base; docs/encoders.md)
+OFFLINE_LABEL_ENCODERS = ("minilm", "e5", "mpnet")
+
 CACHE_ENV = "MODEL_SELECTOR_CACHE"
 
 #: PyPI distributions holding the five zip pieces, in concatenation order

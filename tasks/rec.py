@@ -28,6 +28,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from data.registry import DatasetSpec
+from Label_embedding.offline_encoders import OFFLINE_LABEL_ENCODERS
 from evaluation.inputs import LabelSource
 from evaluation.runner import TaskSpec
 
@@ -71,7 +72,7 @@ PLUGIN = register_task(TaskPlugin(
     name="rec",
     specs=tuple(TaskSpec(name=t, label_source=src, provides=_PROVIDES,
                          default_metrics=("emms", "logme_flabel", "transrate_flabel"), default_group="offline_rec",
-                         default_encoders=("minilm",)) for t, (src, _, _) in _LABELS.items()),
+                         default_encoders=OFFLINE_LABEL_ENCODERS) for t, (src, _, _) in _LABELS.items()),
     evaluate_script="evaluate_metric_caption.py",
     label_text={"rec": "the box as text, image-normalised [x1, y1, x2, y2] to two decimals",
                 "rec_expr": "the expression, a space, then the box text"},
@@ -97,7 +98,7 @@ def _inputs_of(cache_dir, key, ds, candidate, *, device, progress, log):
 
 
 def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str = DATASET, split: str = "train",
-            encoders: Sequence[str] = ("minilm",), data_root=None, device: Optional[str] = None,
+            encoders: Sequence[str] = OFFLINE_LABEL_ENCODERS, data_root=None, device: Optional[str] = None,
             progress: bool = True, log: Callable[[str], None] = print, weights_dir=None,
             **dataset_options) -> Dict[str, str]:
     """Write labels (arange), both label texts' embeddings (every encoder) and the fused features of

@@ -21,6 +21,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 from data.registry import DatasetSpec
+from Label_embedding.offline_encoders import OFFLINE_LABEL_ENCODERS
 from evaluation.runner import TaskSpec
 
 from ._tqa_data import QAExample, qa_fingerprint, read_squad_json, wordnet_qa
@@ -36,7 +37,7 @@ CANDIDATES = tuple(list_candidates(offline=True))
 #: the offline registered text encoders (Label_embedding) that embed every answer: the F-labels of the
 #: offline benchmark. spacy_md (static word vectors) is left out: rare WordNet names such as "Cadra"
 #: are out of its vocabulary and it refuses an answer with no known word.
-ENCODERS = ("minilm", "e5", "mpnet")
+ENCODERS = OFFLINE_LABEL_ENCODERS
 #: samples scored by the metrics: the first N training questions (= the fine-tuning train set)
 N_FEATURE_SAMPLES = 1500
 MAX_LENGTH = 128

@@ -28,6 +28,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from data.registry import DatasetSpec
+from Label_embedding.offline_encoders import OFFLINE_LABEL_ENCODERS
 from evaluation.inputs import LabelSource
 from evaluation.runner import TaskSpec
 
@@ -55,7 +56,7 @@ _PROVIDES = frozenset({"features", "labels", "label_embeddings"})
 PLUGIN = register_task(TaskPlugin(
     name="vqa",
     specs=(TaskSpec(name="vqa", label_source="answers", provides=_PROVIDES, default_metrics=metrics_for(_PROVIDES),
-                    default_group="offline_vqa", default_encoders=("minilm",)),),
+                    default_group="offline_vqa", default_encoders=OFFLINE_LABEL_ENCODERS),),
     evaluate_script="evaluate_metric_cls.py",
     label_text={"vqa": "the answer string (bare, no prompt), one embedding per answer, gathered per sample"},
     measure="accuracy",
@@ -76,7 +77,7 @@ def _features_of(cache_dir, key, ds, candidate, *, device, progress, log):
 
 
 def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str = DATASET, split: str = "train",
-            encoders: Sequence[str] = ("minilm",), data_root=None, device: Optional[str] = None,
+            encoders: Sequence[str] = OFFLINE_LABEL_ENCODERS, data_root=None, device: Optional[str] = None,
             progress: bool = True, log: Callable[[str], None] = print, weights_dir=None,
             **dataset_options) -> Dict[str, str]:
     """Write labels, answer embeddings (every encoder) and the fused features of every candidate
