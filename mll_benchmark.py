@@ -94,6 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--random-state", type=int, default=RANDOM_STATE)
     p.add_argument("--no-progress", action="store_true")
     add_executor_arguments(p)
+    p.add_argument("--node-shards", type=int, default=1,
+                   help="--executor ray: encode the graph images as (model, node shard) tasks, this many shards per model")
     return p.parse_args(argv)
 
 
@@ -137,7 +139,8 @@ def prefill(args: argparse.Namespace) -> None:
                           per_class=args.per_class or OFFLINE_PER_CLASS, image_size=args.image_size,
                           variant=args.variant, n_distractors=args.n_distractors, k_nodes=args.k_nodes,
                           alpha=args.alpha, cache_dir=args.cache_dir, random_state=args.random_state,
-                          resources=executor_resources(args), progress=not args.no_progress)
+                          node_shards=args.node_shards, resources=executor_resources(args),
+                          progress=not args.no_progress)
 
 
 def build(args: argparse.Namespace, captions: dict):

@@ -10,6 +10,13 @@
   features of the graph images, node-text embeddings / labels) and encodes the target images, all
   into the caches the serial benchmark then reads. Grouping by feature key makes every cache file
   the work of exactly one task (the models of a group share their image-feature files).
+* :class:`GraphShardUnit`, the first image stage of one feature group on one shard of the graph's
+  nodes (``label_offline_hub(..., node_shards=S)``): the expensive part of labeling (every graph
+  image through the image tower; about 680k images per model at the paper's scale) as (model, node
+  shard) tasks, run before the per-group units, which then only classify cached embeddings. Shards
+  add their rows to the group's feature file under its lock (read, merge, write), so the file's row
+  order follows the shards' finishing order; every consumer looks rows up by image, so the labels
+  do not depend on it (tested against the serial path).
 
 Units are frozen dataclasses of plain values (picklable, cheap to ship: a few hundred bytes); the
 arrays never travel through Ray, they go to the shared cache directory.
@@ -22,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .base import Executor, Resources, run_unit
 
-__all__ = ["ExtractUnit", "extract_grid", "OfflineHubUnit", "label_offline_hub"]
+__all__ = ["ExtractUnit", "extract_grid", "OfflineHubUnit", "GraphShardUnit", "label_offline_hub"]
 
 
 def _path(p) -> Optional[str]:
@@ -111,20 +118,49 @@ class OfflineHubUnit:
         return {"models": list(self.models), "entries_computed": computed}
 
 
+@dataclass(frozen=True)
+class GraphShardUnit:
+    """Graph images of the nodes ``graph.nodes[shard::n_shards]`` through ``model``'s first image
+    stage (shared by its ``image_feature_key`` group), into the group's feature cache."""
+
+    model: str
+    hub_args: Tuple[Tuple[str, Any], ...]
+    shard: int
+    n_shards: int
+    image_size: Optional[int] = 128
+    resources: Resources = field(default=Resources(), compare=False)
+
+    def run(self) -> Dict[str, Any]:
+        from mll.benchmark import offline_hub
+        from mll.labeling import ImageFeatureCache
+        from mll.vlm import create_vlm
+        args = dict(self.hub_args)
+        _, graph, _ = offline_hub(**args)
+        vlm = create_vlm(self.model, image_size=self.image_size, cache_dir=args["cache_dir"])
+        nodes = graph.nodes[self.shard::self.n_shards]
+        refs = list(dict.fromkeys(r for n in nodes for r in graph.images_of(n)))
+        store = ImageFeatureCache(graph, vlm.image_feature_key, args["cache_dir"])
+        encoded = store.ensure(vlm, refs) if refs else 0
+        return {"model": self.model, "shard": self.shard, "nodes": len(nodes), "images_encoded": encoded}
+
+
 def label_offline_hub(executor: Executor, *, sources: Sequence[str], targets: Sequence[str] = (),
                       models: Optional[Sequence[str]] = None, images_per_node: int = 10,
                       images_per_source: Optional[int] = None, per_class: int = 15,
                       image_size: Optional[int] = 128, variant: str = "released", config=None,
                       n_distractors: Optional[int] = None, k_nodes: Optional[int] = None,
-                      alpha: Optional[float] = None, cache_dir, random_state: int = 0,
+                      alpha: Optional[float] = None, cache_dir, random_state: int = 0, node_shards: int = 1,
                       resources: Resources = Resources(), progress: bool = True) -> List[Dict[str, Any]]:
     """Fill ``cache_dir`` with everything :func:`mll.benchmark.build_offline_benchmark` (same
     arguments) computes per model, one :class:`OfflineHubUnit` per image-feature key (models in
     the hub's order within a group). Returns each unit's summary. The benchmark built afterwards
-    on the same ``cache_dir`` only reads these caches."""
+    on the same ``cache_dir`` only reads these caches. ``node_shards`` > 1 first encodes the graph
+    images as one :class:`GraphShardUnit` per (feature group, node shard)."""
     from mll.vlm import create_vlm, list_vlms
     if cache_dir is None:
         raise ValueError("label_offline_hub writes its results to the cache: give a cache_dir")
+    if isinstance(node_shards, bool) or not isinstance(node_shards, int) or node_shards < 1:
+        raise ValueError(f"node_shards must be a positive int, got {node_shards!r}")
     models = list_vlms("offline") if models is None else list(models)
     if not models:
         raise ValueError("no hub models given")
@@ -135,6 +171,10 @@ def label_offline_hub(executor: Executor, *, sources: Sequence[str], targets: Se
                 ("images_per_source", images_per_source), ("variant", variant), ("config", config),
                 ("n_distractors", n_distractors), ("k_nodes", k_nodes), ("alpha", alpha),
                 ("cache_dir", _path(cache_dir)), ("random_state", random_state))
+    if node_shards > 1:
+        shards = [GraphShardUnit(names[0], hub_args, i, node_shards, image_size, resources)
+                  for names in groups.values() for i in range(node_shards)]
+        executor.map(run_unit, shards, desc="(feature group, node shard) pairs", progress=progress)
     units = [OfflineHubUnit(tuple(names), hub_args, tuple(targets), per_class, image_size, resources)
              for names in groups.values()]
     return executor.map(run_unit, units, desc="hub model groups", progress=progress)

@@ -7,10 +7,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402  (a pinned dependency: a missing ray must fail, not skip)
 
 from executor import RayExecutor, RayStartError, Resources, UnitFailedError, run_unit  # noqa: E402
 from executor.grids import ExtractUnit, extract_grid, label_offline_hub  # noqa: E402
@@ -154,3 +155,37 @@ def test_finetune_cells_through_ray_match_the_serial_loop(ex, tmp_path):
                          executor=ex, model_factory=factory, dataset_getter=tf.colour_getter,
                          progress=False)["offline_zoo"] == serial["offline_zoo"]
     assert factory.calls == []
+
+
+def _graph_rows(cache_dir, names):
+    """Per model: its graph-image embeddings looked up by image (row order of the file ignored)."""
+    from mll.benchmark import offline_hub
+    from mll.labeling import ImageFeatureCache
+    from mll.vlm import create_vlm
+    _, graph, _ = offline_hub(cache_dir=cache_dir, sources=HUB["sources"], images_per_node=2, random_state=0)
+    out = {}
+    for name in names:
+        vlm = create_vlm(name, image_size=None, cache_dir=cache_dir)
+        store = ImageFeatureCache(graph, vlm.image_feature_key, cache_dir)
+        refs = sorted({r for n in graph.nodes for r in graph.images_of(n)})
+        store._load()
+        out[name] = np.asarray(store.features)[store.rows(refs)]
+    return out
+
+
+@pytest.mark.parametrize("executor_kind", ["serial", "ray"])
+def test_node_shards_give_the_serial_embeddings_and_labels(executor_kind, ex, tmp_path):
+    from executor.base import SerialExecutor
+    torch.set_num_threads(1)
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    runner = SerialExecutor() if executor_kind == "serial" else ex
+    label_offline_hub(SerialExecutor(), models=HUB_MODELS, cache_dir=whole, progress=False, **HUB)
+    out = label_offline_hub(runner, models=HUB_MODELS, cache_dir=sharded, node_shards=3, progress=False, **HUB)
+    assert all(sum(o["entries_computed"].values()) >= 0 for o in out)
+    a, b = _graph_rows(whole, HUB_MODELS), _graph_rows(sharded, HUB_MODELS)
+    for name in HUB_MODELS:
+        np.testing.assert_array_equal(a[name], b[name])
+    same = {k: v for k, v in files(whole).items() if k.startswith("mll/node_text")}
+    assert same and all(files(sharded)[k] == v for k, v in same.items())
+    with pytest.raises(ValueError, match="node_shards"):
+        label_offline_hub(runner, models=HUB_MODELS, cache_dir=sharded, node_shards=0, progress=False, **HUB)
