@@ -32,7 +32,8 @@ import torch
 
 from common import Registry
 
-__all__ = ["FusedFamily", "FUSED_MODELS", "FusedModel", "load_fused", "fused_features", "extract_fused"]
+__all__ = ["FusedFamily", "FUSED_MODELS", "FusedModel", "load_fused", "fused_features", "extract_fused",
+           "extract_candidates"]
 
 
 @dataclass(frozen=True)
@@ -126,4 +127,28 @@ def extract_fused(cache_dir, key: str, ds, name: str, texts: Sequence[str], *, w
     made_from = {"candidate": name, "fused": model.record(), "texts_sha256": sha256_json(list(texts))}
     _, status = write_features(cache_dir, key, name, ds, made_from,
                                lambda: fused_features(model, ds, texts, progress=progress), log=log)
+    return status
+
+
+def extract_candidates(cache_dir, key: str, ds, candidates: Sequence[str], texts: Sequence[str],
+                       fuse: Callable[[str], tuple], *, weights_dir=None, device=None, progress: bool = False,
+                       log=print) -> dict:
+    """Features of every candidate of a task on ``ds``: a registered transformers model that reads
+    image + text itself (:data:`FUSED_MODELS`) through :func:`extract_fused` with the per-sample
+    ``texts``; any other (``"backbone+encoder"``) candidate through ``fuse(candidate) -> (made_from,
+    compute)`` and :func:`tasks.pipeline.write_features`. Returns ``{candidate: "extracted" | "skipped"}``."""
+    import time
+
+    from .pipeline import write_features
+
+    status = {}
+    for cand in candidates:
+        t0 = time.perf_counter()
+        if cand in FUSED_MODELS:
+            status[cand] = extract_fused(cache_dir, key, ds, cand, texts, weights_dir=weights_dir, device=device,
+                                         progress=progress, log=log)
+        else:
+            made_from, compute = fuse(cand)
+            _, status[cand] = write_features(cache_dir, key, cand, ds, made_from, compute, log=log)
+        log(f"[{status[cand]}] {key}/{cand} ({time.perf_counter() - t0:.1f} s)")
     return status

@@ -22,7 +22,6 @@ Offline set: ``rec_scenes`` (composed here, ``tasks.rec_scenes``); full scale: `
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
@@ -33,11 +32,10 @@ from evaluation.inputs import LabelSource
 from evaluation.runner import TaskSpec
 
 from .base import TaskPlugin, register_task
-from .fused_models import FUSED_MODELS, extract_fused
+from .fused_models import extract_candidates
 from .fusion import FUSION_VERSION, bilinear_fusion
 from .images import grid_pool, image_array_path
-from .pipeline import candidate_inputs, cache_key, file_record, text_embeddings, write_features, \
-    write_labels
+from .pipeline import candidate_inputs, cache_key, file_record, text_embeddings, write_labels
 from .rec_data import build_rec_scenes, refer_specs
 from .rec_scenes import box_text
 
@@ -112,22 +110,16 @@ def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str =
         texts = label_texts(ds, task)
         for enc in encoders:
             text_embeddings(cache_dir, key, texts, enc, role, log=log)
-    status = {}
-    for cand in candidates:
-        t0 = time.perf_counter()
-        if cand in FUSED_MODELS:                       # a transformers model that reads image + text itself
-            status[cand] = extract_fused(cache_dir, key, ds, cand, ds.expressions, weights_dir=weights_dir, device=device,
-                                         progress=progress, log=log)
-            log(f"[{status[cand]}] {key}/{cand} ({time.perf_counter() - t0:.1f} s)")
-            continue
+
+    def fuse(cand):
         maps, e = _inputs_of(cache_dir, key, ds, cand, device=device, progress=progress, log=log)
         made_from = {"candidate": cand, "image": file_record(image_array_path(cache_dir, "map", key, cand.split("+")[0])),
                      "grid": GRID, "fusion": FUSION_VERSION,
                      "expression_sha256": hashlib.sha256(np.ascontiguousarray(e).tobytes()).hexdigest()}
-        _, status[cand] = write_features(cache_dir, key, cand, ds, made_from,
-                                         lambda: bilinear_fusion(grid_pool(maps, GRID)[ds.image_index], e), log=log)
-        log(f"[{status[cand]}] {key}/{cand} ({time.perf_counter() - t0:.1f} s)")
-    return status
+        return made_from, lambda: bilinear_fusion(grid_pool(maps, GRID)[ds.image_index], e)
+
+    return extract_candidates(cache_dir, key, ds, candidates, ds.expressions, fuse, weights_dir=weights_dir,
+                              device=device, progress=progress, log=log)
 
 
 def ground_truth(candidates: Sequence[str] = CANDIDATES, *, cache_dir, partial_path, dataset: str = DATASET,

@@ -22,7 +22,6 @@ Offline set: ``easyvqa_vqa``; full-scale loaders ``vqav2``, ``cocoqa``, ``clevr`
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
@@ -33,11 +32,10 @@ from evaluation.inputs import LabelSource
 from evaluation.runner import TaskSpec
 
 from .base import TaskPlugin, metrics_for, register_task
-from .fused_models import FUSED_MODELS, extract_fused
+from .fused_models import extract_candidates
 from .fusion import FUSION_VERSION, bilinear_fusion
 from .images import image_array_path
-from .pipeline import candidate_inputs, cache_key, encoder_arg, file_record, write_features, \
-    write_labels
+from .pipeline import candidate_inputs, cache_key, encoder_arg, file_record, write_labels
 from .vqa_data import build_easyvqa, full_scale_specs
 
 __all__ = ["PLUGIN", "BACKBONES", "QUESTION_ENCODERS", "CANDIDATES", "extract", "ground_truth", "GT_PROTOCOL"]
@@ -91,22 +89,16 @@ def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str =
     for enc in encoders:
         write_label_embeddings(key, encoder_arg(enc), cache_dir, classnames=ds.classes, templates="name",
                                readable=False, cache_name=enc, progress=False, log=log)
-    status = {}
-    for cand in candidates:
-        t0 = time.perf_counter()
-        if cand in FUSED_MODELS:                       # a transformers model that reads image + text itself
-            status[cand] = extract_fused(cache_dir, key, ds, cand, ds.questions, weights_dir=weights_dir, device=device,
-                                         progress=progress, log=log)
-            log(f"[{status[cand]}] {key}/{cand} ({time.perf_counter() - t0:.1f} s)")
-            continue
+
+    def fuse(cand):
         img, q = _features_of(cache_dir, key, ds, cand, device=device, progress=progress, log=log)
         image_file = image_array_path(cache_dir, "pooled", key, cand.split("+")[0])
         made_from = {"candidate": cand, "image": file_record(image_file), "fusion": FUSION_VERSION,
                      "question_sha256": _sha(q)}
-        _, status[cand] = write_features(cache_dir, key, cand, ds, made_from,
-                                         lambda: bilinear_fusion(img[ds.image_index], q), log=log)
-        log(f"[{status[cand]}] {key}/{cand} ({time.perf_counter() - t0:.1f} s)")
-    return status
+        return made_from, lambda: bilinear_fusion(img[ds.image_index], q)
+
+    return extract_candidates(cache_dir, key, ds, candidates, ds.questions, fuse, weights_dir=weights_dir,
+                              device=device, progress=progress, log=log)
 
 
 def _sha(a: np.ndarray) -> str:
