@@ -42,16 +42,16 @@ CACHE_DIR = ROOT / "cache" / "select"
 RESULTS_DIR = ROOT / "results" / "select"
 MIN_PER_CLASS = 5                    # fewer scored images in a class: the output warns that scores are noisy
 PROG = "select_models.py"
-MODEL_GROUPS = ("offline", "cnn", "vit")    # image backbones; captioning models rank caption data
+MODEL_GROUPS = ("offline", "offline_trained", "cnn", "vit")    # image backbones; captioning models rank caption data
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description="Rank pre-trained models for an image classification dataset without fine-tuning.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("data", type=Path,
+    p.add_argument("data", type=Path, nargs="?",
                    help="a folder with one sub-folder of images per class, or a CSV with 'path' and 'label' "
-                        "columns (paths relative to the CSV)")
+                        "columns (paths relative to the CSV); not needed with --list-models")
     p.add_argument("--models", nargs="+", default=list(MODELS),
                    help="candidate models, registry names (see --list-models)")
     p.add_argument("--metrics", nargs="+", default=list(METRICS),
@@ -109,6 +109,8 @@ def _validate(p: argparse.ArgumentParser, args) -> None:
     from evaluation.runner import TASKS, resolve_metrics
     from models.weights import require_weights
 
+    if args.data is None:
+        _fail(p, "the following argument is required: data (an image folder or a CSV file)")
     if not args.data.exists():
         _fail(p, f"no such image folder or CSV file: {args.data}")
     for option, names in (("--models", args.models), ("--metrics", args.metrics), ("--encoders", args.encoders)):
@@ -233,7 +235,7 @@ def main(argv=None) -> int:
     if args.list_models:
         import models as model_registry
 
-        for group in ("offline", "cnn", "vit", "caption"):
+        for group in (*MODEL_GROUPS, "caption"):
             print(f"{group}: {', '.join(model_registry.list_models(group))}")
         return 0
     try:

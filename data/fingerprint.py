@@ -38,7 +38,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["file_sha256", "sha256_json", "describe", "dataset_fingerprint", "dataset_record"]
+__all__ = ["file_sha256", "sha256_json", "array_sha256", "describe", "dataset_fingerprint", "dataset_record"]
 
 _CHUNK = 1 << 22
 _FILE_HASHES: Dict[Tuple, str] = {}
@@ -66,6 +66,13 @@ def file_sha256(path: str | os.PathLike) -> str:
 def sha256_json(obj: Any) -> str:
     """sha256 of the canonical JSON of ``obj`` (sorted keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def array_sha256(a) -> str:
+    """sha256 of the bytes of ``a`` as a C-contiguous numpy array (its dtype and values; not its shape)."""
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def describe(obj: Any) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "train_model",
     "predict",
     "accuracy_percent",
+    "freeze_norm_stats",
 ]
 
 OptimizerFactory = Callable[[List[dict], float], torch.optim.Optimizer]
@@ -134,23 +135,34 @@ def prepare_inputs(dataset, indices: Sequence[int], preprocess: Callable, resolu
 # ---------------------------------------------------------------------------------------------
 # optimisation
 # ---------------------------------------------------------------------------------------------
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
+                    lr_scales: Sequence[Tuple[nn.Module, float]] = ()) -> torch.optim.Optimizer:
     """Optimiser ``name`` over every trainable parameter of ``model``.
 
     Two parameter groups: weights (``ndim >= 2``: convolution kernels, linear matrices, embeddings)
     get ``weight_decay``; biases and normalisation scales/shifts (``ndim <= 1``) get none.
+    ``lr_scales``: ``(submodule, factor)`` pairs; the parameters of each submodule get their own
+    two groups at ``factor * lr`` (e.g. a new head trained faster than a pre-trained backbone).
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; available: {sorted(OPTIMIZERS)}")
-    decay, no_decay = [], []
+    scale_of = {}
+    for sub, factor in lr_scales:
+        if not float(factor) > 0:
+            raise ValueError(f"lr scale factors must be positive, got {factor!r}")
+        for p in sub.parameters():
+            scale_of[id(p)] = float(factor)
+    groups: dict = {}
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    if not decay and not no_decay:
+            factor, decay = scale_of.get(id(p), 1.0), p.ndim >= 2
+            groups.setdefault((factor, decay), []).append(p)
+    if not groups:
         raise ValueError("model has no trainable parameters")
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return OPTIMIZERS[name]([g for g in groups if g["params"]], lr)
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))
+    return OPTIMIZERS[name]([{"params": ps, "weight_decay": weight_decay if decay else 0.0,
+                              **({} if factor == 1.0 else {"lr": lr * factor})}
+                             for (factor, decay), ps in ordered], lr)
 
 
 def warmup_cosine_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -199,7 +211,9 @@ def check_input_size(model: nn.Module, x: torch.Tensor, num_classes: int, *, nam
                          f"inputs, expected ({min(2, x.shape[0])}, {num_classes})")
 
 
-def _freeze_norm_stats(model: nn.Module) -> None:
+def freeze_norm_stats(model: nn.Module) -> None:
+    """Put every batch-norm layer of ``model`` in eval mode: the pre-trained running statistics
+    normalise (and are not updated); the affine scale / shift still train."""
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
@@ -232,7 +246,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(total, int(warmup_fraction * total)))
     model.train()
     if freeze_bn_stats:
-        _freeze_norm_stats(model)
+        freeze_norm_stats(model)
     losses: List[float] = []
     for _ in tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=not progress):
         total_loss, seen = 0.0, 0

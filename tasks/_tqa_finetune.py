@@ -7,14 +7,17 @@ targets position 0, the [CLS] token, as in the SQuAD 2.0 recipe). Prediction: th
 ``argmax_{i <= j < i + L} s_i + e_j`` over context tokens only (``L = max_answer_tokens``), decoded
 to the context characters ``context[offset_i.start : offset_j.end]``. Everything (encoder and head)
 is trained with AdamW, warmup + cosine schedule (:mod:`finetuning.engine`), seeded.
+
+``SpanFinetuneConfig(head="bilinear", init="probe")`` is LP-FT (Kumar et al., ICLR 2022): the
+question-conditioned bilinear head of :class:`HeadConfig` is first trained on the candidate's frozen
+token states (``probe``: the frozen-encoder protocol), then encoder and that head are fine-tuned
+together.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Sequence
-
-import numpy as np
 
 from ._tqa_data import QAExample, squad_scores
 from .pipeline import GroundTruthStore
@@ -29,6 +32,8 @@ class SpanFinetuneConfig:
     lr: float = 1e-4
     epochs: int = 2
     batch_size: int = 32
+    head: str = "linear"            # span head on the encoder (``HeadConfig.head`` kinds)
+    init: str = "random"            # "random": a new head; "probe": LP-FT, the head first trained on frozen states
     max_length: int = 128
     max_answer_tokens: int = 32
     weight_decay: float = 0.01
@@ -72,24 +77,28 @@ def _span_head_module():
     from torch import nn
 
     class SpanModel(nn.Module):
-        """``encoder`` + a linear (D -> 2) head giving start / end logits per token."""
+        """``encoder`` + a span head (:func:`_make_head`) giving start / end logits per token."""
 
-        def __init__(self, encoder):
+        def __init__(self, encoder, head=None):
             super().__init__()
             self.encoder = encoder
-            self.head = nn.Linear(int(encoder.config.hidden_size), 2)
+            self.head = _make_head(int(encoder.config.hidden_size), "linear") if head is None else head
 
-        def forward(self, **inputs) -> "tuple[torch.Tensor, torch.Tensor]":
+        def forward(self, question_mask=None, **inputs) -> "tuple[torch.Tensor, torch.Tensor]":
             h = self.encoder(**inputs).last_hidden_state
-            logits = self.head(h)
-            return logits[..., 0], logits[..., 1]
+            return self.head(h, question_mask)
 
     return SpanModel
 
 
-def SpanModel(encoder):  # noqa: N802 - a factory that defers the torch import
-    """The span model of the module docstring around ``encoder`` (a base transformer)."""
-    return _span_head_module()(encoder)
+def SpanModel(encoder, head=None):  # noqa: N802 - a factory that defers the torch import
+    """The span model of the module docstring around ``encoder`` (a base transformer); ``head``:
+    a span head of :func:`_make_head` (default: a new linear one)."""
+    return _span_head_module()(encoder, head)
+
+
+def _with_question_mask(encoded: Dict[str, object]) -> Dict[str, object]:
+    return {**encoded, "inputs": {**encoded["inputs"], "question_mask": encoded["question_mask"]}}
 
 
 def predict_spans(model, encoded: Dict[str, object], examples: Sequence[QAExample], *, max_answer_tokens: int,
@@ -121,16 +130,19 @@ def predict_spans(model, encoded: Dict[str, object], examples: Sequence[QAExampl
 
 
 def finetune_span(encoder, tokenizer, train: Sequence[QAExample], test: Sequence[QAExample],
-                  config: SpanFinetuneConfig, *, progress: bool = True, desc: str = "finetune") -> dict:
+                  config: SpanFinetuneConfig, *, head=None, progress: bool = True, desc: str = "finetune") -> dict:
     """Train ``encoder`` + span head on ``train`` and score ``test``: ``{"f1", "exact_match"}`` (percent)
-    plus ``train_seconds``, ``steps``, ``truncated_test`` (test answers cut off by ``max_length``)."""
+    plus ``train_seconds``, ``steps``, ``truncated_test`` (test answers cut off by ``max_length``).
+    ``head``: the initial span head (LP-FT); default a new one of ``config.head``."""
     import torch
     from torch.nn import functional as F
     from finetuning.engine import build_optimizer, warmup_cosine_lambda
     torch.manual_seed(config.seed)
-    model = SpanModel(encoder)
-    tr = encode_qa(tokenizer, train, config.max_length)
-    te = encode_qa(tokenizer, test, config.max_length)
+    if head is None:
+        head = _make_head(int(encoder.config.hidden_size), config.head)
+    model = SpanModel(encoder, head)
+    tr = _with_question_mask(encode_qa(tokenizer, train, config.max_length))
+    te = _with_question_mask(encode_qa(tokenizer, test, config.max_length))
     n = len(train)
     per_epoch = -(-n // config.batch_size)
     total = per_epoch * config.epochs
@@ -154,7 +166,9 @@ def finetune_span(encoder, tokenizer, train: Sequence[QAExample], test: Sequence
         width = int(batch["attention_mask"].sum(dim=1).max())
         batch = {k: v[:, :width] for k, v in batch.items()}
         st, en = model(**batch)
-        loss = 0.5 * (F.cross_entropy(st, tr["start"][idx]) + F.cross_entropy(en, tr["end"][idx]))
+        keep = batch["attention_mask"].bool()
+        loss = 0.5 * (F.cross_entropy(st.masked_fill(~keep, -1e4), tr["start"][idx]) +
+                      F.cross_entropy(en.masked_fill(~keep, -1e4), tr["end"][idx]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -165,6 +179,18 @@ def finetune_span(encoder, tokenizer, train: Sequence[QAExample], test: Sequence
     truncated = int(sum(1 for i, e in enumerate(test) if te["start"][i] == 0))
     return {**scores, "train_seconds": round(train_seconds, 1), "steps": total, "truncated_test": truncated,
             "final_loss": float(loss.detach())}
+
+
+def probe_head(encoder, tokenizer, train: Sequence[QAExample], test: Sequence[QAExample],
+               config: "HeadConfig") -> tuple:
+    """LP stage of LP-FT: the span head of ``config`` trained on the frozen last-layer token states of
+    ``encoder`` (a candidate, already truncated); returns ``(record, head)`` (record as
+    :func:`train_span_head`)."""
+    tr, te = encode_qa(tokenizer, train, config.max_length), encode_qa(tokenizer, test, config.max_length)
+    last = int(encoder.config.num_hidden_layers)
+    st_tr = layer_token_states(tokenizer, encoder, tr, [last])[last]
+    st_te = layer_token_states(tokenizer, encoder, te, [last])[last]
+    return train_span_head(st_tr, tr, st_te, te, test, config, return_head=True)
 
 
 @dataclass(frozen=True)
@@ -184,14 +210,22 @@ class _StoreProtocol:
 
 def run_candidates(candidates: Sequence[str], dataset: str, train: Sequence[QAExample], test: Sequence[QAExample],
                    config: SpanFinetuneConfig, partial_path, *, data_fingerprint: str, weights_dir=None,
-                   progress: bool = True, log=print) -> Dict[str, dict]:
+                   probe: "HeadConfig" = None, progress: bool = True, log=print) -> Dict[str, dict]:
     """Fine-tune every candidate (:mod:`tasks._tqa_models` names) on ``train``, score on ``test``,
     resumably: finished runs are kept in ``partial_path`` (tied to the protocol and
-    ``data_fingerprint``) and skipped on a re-run. Returns
-    ``{candidate: record}`` of the finished runs."""
+    ``data_fingerprint``) and skipped on a re-run. ``config.init == "probe"`` (LP-FT) first trains
+    the head with ``probe`` (a :class:`HeadConfig`) on the frozen states; its scores are kept under
+    ``"probe"``. Returns ``{candidate: record}`` of the finished runs."""
     import torch
     from ._tqa_models import get_candidate
-    store = GroundTruthStore(partial_path, _StoreProtocol(config, dataset, data_fingerprint, len(train), len(test)).to_dict())
+    if config.init not in ("random", "probe"):
+        raise ValueError(f"init must be 'random' or 'probe', got {config.init!r}")
+    if config.init == "probe" and (probe is None or probe.head != config.head):
+        raise ValueError("LP-FT (init='probe') needs a probe HeadConfig with the same head kind")
+    proto = _StoreProtocol(config, dataset, data_fingerprint, len(train), len(test)).to_dict()
+    if config.init == "probe":
+        proto["probe"] = probe.to_dict()
+    store = GroundTruthStore(partial_path, proto)
     out: Dict[str, dict] = {}
     for name in candidates:
         cand = get_candidate(name)
@@ -200,8 +234,14 @@ def run_candidates(candidates: Sequence[str], dataset: str, train: Sequence[QAEx
         else:
             torch.manual_seed(config.seed)
             tokenizer, encoder = cand.load(weights_dir)
-            record = finetune_span(encoder, tokenizer, train, test, config, progress=progress, desc=name)
-            store.put(name, {"model": name, "dataset": dataset, **record})
+            extra, head = {}, None
+            if config.init == "probe":
+                lp, head = probe_head(encoder, tokenizer, train, test, probe)
+                extra = {"probe": lp}
+                log(f"{name}: probe F1 {lp['f1']:.2f}")
+            torch.manual_seed(config.seed)
+            record = finetune_span(encoder, tokenizer, train, test, config, head=head, progress=progress, desc=name)
+            store.put(name, {"model": name, "dataset": dataset, **record, **extra})
             log(f"{name}: F1 {record['f1']:.2f}  EM {record['exact_match']:.2f}  ({record['train_seconds']} s)")
         out[name] = store.runs[name]
     return out
@@ -302,9 +342,10 @@ def _make_head(dim: int, kind: str):
 
 
 def train_span_head(train_states, train_enc: Dict[str, object], test_states, test_enc: Dict[str, object],
-                    test: Sequence[QAExample], config: HeadConfig) -> dict:
+                    test: Sequence[QAExample], config: HeadConfig, *, return_head: bool = False):
     """Train the span head of ``config`` on frozen ``train_states`` (N, T, D) and score ``test``:
-    ``{"f1", "exact_match"}`` (percent), ``train_seconds``, ``steps``, ``final_loss``."""
+    ``{"f1", "exact_match"}`` (percent), ``train_seconds``, ``steps``, ``final_loss``; with
+    ``return_head`` also the trained head, as ``(record, head)``."""
     import torch
     from torch.nn import functional as F
     from finetuning.engine import build_optimizer, warmup_cosine_lambda
@@ -335,7 +376,8 @@ def train_span_head(train_states, train_enc: Dict[str, object], test_states, tes
                                 {**test_enc, "inputs": index_inputs}, test,
                                 max_answer_tokens=config.max_answer_tokens)
     scores = squad_scores(predictions, [e.answer for e in test])
-    return {**scores, "train_seconds": round(seconds, 1), "steps": total, "final_loss": float(loss.detach())}
+    record = {**scores, "train_seconds": round(seconds, 1), "steps": total, "final_loss": float(loss.detach())}
+    return (record, head) if return_head else record
 
 
 def run_frozen_candidates(candidates: Sequence[str], dataset: str, train: Sequence[QAExample],

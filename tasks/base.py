@@ -21,7 +21,7 @@ text per sample through ``evaluate_metric_caption.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Mapping, Tuple
 
 from common import Registry
 from data.registry import DatasetSpec, register_dataset

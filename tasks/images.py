@@ -8,7 +8,10 @@ backbone (``models.create_model``) over an in-memory image array, cached with pr
   :data:`SPATIAL_READERS` keyed by the model's class (timm networks: ``forward_features``, B x C x h x w;
   ONNX graphs: the raw feature tensor, ViT tokens without the CLS token reshaped to a square grid).
 
-Every image goes through the model's own test-time preprocessing (``model.preprocess``). Files:
+Every image goes through the model's own test-time preprocessing (``model.preprocess``), then, when
+the task states an input resolution, the protocol's shrink (``finetuning.engine.ReducedResolution``:
+shorter side ``resolution``, sides a multiple of ``multiple``; inputs already smaller keep their
+size): the same tensors the task's fine-tuned ground truth trains on (:mod:`tasks.heads`). Files:
 ``{cache}/task_images/{kind}/{dataset}/{backbone}.npy`` with a ``data.cache`` record of the images'
 fingerprint and the model record (``models.pipeline.model_record``); reused only while both match.
 """
@@ -27,7 +30,7 @@ from common import Registry
 from data.base import to_rgb_pil
 from data.cache import CacheLayout, check_entry, entry_lock, load_npy, save_entry, stale_note
 
-__all__ = ["SPATIAL_READERS", "MAP_SIDE", "spatial_map", "image_arrays", "cached_image_arrays", "grid_pool", "as_pil", "image_array_path"]
+__all__ = ["SPATIAL_READERS", "MAP_SIDE", "spatial_map", "image_inputs", "image_arrays", "cached_image_arrays", "grid_pool", "as_pil", "image_array_path"]
 
 MAP_SIDE = 6
 
@@ -95,9 +98,20 @@ def as_pil(image):
     return to_rgb_pil(np.asarray(image))
 
 
+def image_inputs(preprocess: Callable, images, resolution: int | None = None, multiple: int = 1) -> torch.Tensor:
+    """(N, 3, H, W) float32 inputs of N images (:func:`as_pil`) through ``preprocess`` and the protocol's
+    ``ReducedResolution(resolution, multiple)`` (``resolution=None``: the preprocess's own size)."""
+    from finetuning.engine import ReducedResolution
+
+    pipeline = ReducedResolution(preprocess, resolution, multiple)
+    if len(images) == 0:
+        raise ValueError("no images given")
+    return torch.stack([pipeline(as_pil(im)) for im in images])
+
+
 def image_arrays(model, images, kind: str, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-    """Run ``model`` over N images (uint8 arrays or file paths, :func:`as_pil`): ``kind`` "pooled" -> (N, D) float32,
-    "map" -> (N, C, g, g) float16."""
+    """Run ``model`` over N images (uint8 arrays or file paths, :func:`as_pil`) through its own
+    ``model.preprocess``: ``kind`` "pooled" -> (N, D) float32, "map" -> (N, C, g, g) float16."""
     from tqdm.auto import tqdm
 
     if kind not in ("pooled", "map"):
@@ -105,7 +119,7 @@ def image_arrays(model, images, kind: str, *, batch_size: int = 32, progress: bo
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc=f"{model.name}[{kind}]", disable=not progress,
                       leave=False):
-        x = torch.stack([model.preprocess(as_pil(im)) for im in images[start:start + batch_size]])
+        x = image_inputs(model.preprocess, images[start:start + batch_size])
         if kind == "pooled":
             out.append(model.features(x).cpu().numpy().astype(np.float32))
         else:
@@ -121,7 +135,8 @@ def image_array_path(cache_dir, kind: str, dataset: str, backbone: str) -> Path:
 
 
 def cached_image_arrays(cache_dir, dataset: str, fingerprint: str, images, backbone: str, kind: str, *,
-                        device: str | None = None, batch_size: int = 32, progress: bool = True,
+                        resolution: int | None = None, multiple: int = 1, device: str | None = None,
+                        batch_size: int = 32, progress: bool = True,
                         log: Callable[[str], None] = print) -> np.ndarray:
     """:func:`image_arrays` of registered model ``backbone``, cached (module docstring).
 
@@ -129,9 +144,17 @@ def cached_image_arrays(cache_dir, dataset: str, fingerprint: str, images, backb
     from models import create_model
     from models.pipeline import model_record
 
-    model = create_model(backbone, device=device)
+    if resolution is None:
+        model = create_model(backbone, device=device)
+    else:                     # the registered extractor at the protocol's input size (finetuning.protocol)
+        from finetuning import FinetuneConfig
+        from finetuning.protocol import protocol_feature_model
+
+        model = protocol_feature_model(backbone, FinetuneConfig(resolution=int(resolution), size_multiple=int(multiple)),
+                                       device=device)
     made_from = {"dataset": {"fingerprint": fingerprint, "n": int(len(images))},
-                 "model": model_record(backbone, model), "kind": kind, "map_side": MAP_SIDE}
+                 "model": model_record(backbone, model), "kind": kind, "map_side": MAP_SIDE,
+                 "resolution": resolution, "multiple": int(multiple)}
     path = image_array_path(cache_dir, kind, dataset, backbone)
     with entry_lock(path):
         check = check_entry(path, made_from)

@@ -19,7 +19,7 @@ from data.cache import (CacheLayout, atomic_save_json, check_entry, entry_lock, 
 from .text import LOCAL_TEXT_ENCODERS, get_question_encoder
 
 __all__ = ["cache_key", "write_labels", "text_embeddings", "write_features", "file_record", "GroundTruthStore",
-           "split_candidate", "write_ground_truth_file", "encoder_arg", "candidate_inputs"]
+           "split_candidate", "write_ground_truth_file", "encoder_arg", "candidate_inputs", "probe_agreement"]
 
 
 def cache_key(dataset: str, split: str) -> str:
@@ -134,20 +134,23 @@ class GroundTruthStore:
 
 
 def write_ground_truth_file(path, *, group: str, dataset: str, measure: str, unit: str, runs: Mapping[str, dict],
-                            about: str, protocol: Mapping, source: str) -> Path:
-    """Write ``{group}.json`` in the schema of ``data.ground_truth`` (table = each run's ``test``)."""
+                            about: str, protocol: Mapping, source: str, extra: Optional[Mapping] = None) -> Path:
+    """Write ``{group}.json`` in the schema of ``data.ground_truth`` (table = each run's ``test``);
+    ``extra``: further top-level fields (e.g. the agreement with a yardstick)."""
     from data.ground_truth import validate_ground_truth_table
 
     table = validate_ground_truth_table({dataset: {c: r["test"] for c, r in runs.items()}}, where=str(path))
     doc = {"about": about, "group": group, "source": source, "unit": unit, "dataset_measure": {dataset: measure},
            "protocol": dict(protocol), group: table,
-           "runs": {c: {k: v for k, v in r.items()} for c, r in runs.items()}}
+           "runs": {c: {k: v for k, v in r.items()} for c, r in runs.items()}, **dict(extra or {})}
     return atomic_save_json(path, doc)
 
 
 def candidate_inputs(cache_dir, key: str, ds, candidate: str, kind: str, texts: Sequence[str], role: str, *,
-                     device=None, progress: bool = False, log: Callable[[str], None] = print) -> tuple:
-    """(image arrays of the candidate's backbone over ``ds.images`` (``tasks.images``, ``kind``),
+                     resolution=None, multiple: int = 1, device=None, progress: bool = False,
+                     log: Callable[[str], None] = print) -> tuple:
+    """(image arrays of the candidate's backbone over ``ds.images`` (``tasks.images``, ``kind``, at the
+    task's ``resolution`` / ``multiple``),
     (N, E) embeddings of the per-sample ``texts`` with its text encoder) for ``"backbone+encoder"``."""
     from models import list_models
 
@@ -155,6 +158,18 @@ def candidate_inputs(cache_dir, key: str, ds, candidate: str, kind: str, texts: 
     from .text import question_encoder_names
 
     backbone, enc = split_candidate(candidate, list_models(), question_encoder_names())
-    images = cached_image_arrays(cache_dir, key, ds.image_fingerprint, ds.images, backbone, kind, device=device,
-                                 progress=progress, log=log)
+    images = cached_image_arrays(cache_dir, key, ds.image_fingerprint, ds.images, backbone, kind,
+                                 resolution=resolution, multiple=multiple, device=device, progress=progress, log=log)
     return images, text_embeddings(cache_dir, key, texts, enc, role, log=log)
+
+
+def probe_agreement(runs: Mapping[str, dict], score: str = "test") -> Optional[dict]:
+    """Kendall tau between the fine-tuned ``score`` of the candidates and their LP-FT probe stage's
+    (``record["probe"][score]``), ``{"kendall_tau", "n"}``; None when a run has no probe stage."""
+    from finetuning.probe import rank_agreement
+
+    if not runs or any("probe" not in r for r in runs.values()):
+        return None
+    tau = rank_agreement({c: r[score] for c, r in runs.items()}, {c: r["probe"][score] for c, r in runs.items()})
+    return {"kendall_tau": None if tau is None else round(float(tau), 4), "n": len(runs),
+            "of": f"fine-tuned {score} vs the probe stage's (head on frozen features)"}

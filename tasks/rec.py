@@ -8,10 +8,13 @@
 * Candidate ``"{backbone}+{expression encoder}"`` with a backbone that has a spatial map
   (``tasks.images.SPATIAL_READERS``). Feature X: ``tasks.fusion.bilinear_fusion`` of the 3x3 grid
   of cell means of the backbone's last spatial map (C * 9 values, so the position of the referent
-  is kept) and the expression embedding.
-* Ground truth (``finetune_rec.py``): per candidate a :class:`tasks.heads.FiLMBoxHead` trained on
-  the frozen spatial map (<= 6x6 cells) and the frozen expression embedding (L1 + GIoU loss),
-  Acc@0.5 (percent of test expressions whose predicted box has IoU >= 0.5 with the referent's).
+  is kept) and the expression embedding. Images at IMAGE_RESOLUTION: the 112-px canvas through the
+  model's preprocess, shrunk back to 112 px (sides a multiple of 14).
+* Ground truth (``finetune_rec.py``, :mod:`tasks.heads`): Acc@0.5 (percent of test expressions whose
+  predicted box has IoU >= 0.5 with the referent's) of a :class:`tasks.heads.FiLMBoxHead` on the
+  spatial map (<= 6x6 cells) and the frozen expression embedding (L1 + GIoU loss); ``"finetuned"``
+  (the committed table): backbone and head trained end to end on the same 112-px inputs;
+  ``"head"`` (a cheap yardstick): the head on the frozen cached maps.
 
 Full-scale fused candidate ``vilt_itm`` (``tasks.fused_models``, pooled image-expression [CLS]) is
 extracted by the same :func:`extract`.
@@ -21,11 +24,10 @@ Offline set: ``rec_scenes`` (composed here, ``tasks.rec_scenes``); full scale: `
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Callable, Dict, Optional, Sequence
 
-import numpy as np
 
+from data.fingerprint import array_sha256
 from data.registry import DatasetSpec
 from Label_embedding.offline_encoders import OFFLINE_LABEL_ENCODERS
 from evaluation.inputs import LabelSource
@@ -40,17 +42,26 @@ from .rec_data import build_rec_scenes, refer_specs
 from .rec_scenes import box_text
 
 __all__ = ["PLUGIN", "BACKBONES", "EXPRESSION_ENCODERS", "CANDIDATES", "DATASET", "label_texts", "extract",
-           "ground_truth", "GT_PROTOCOL", "GRID"]
+           "ground_truth", "GT_PROTOCOLS", "GRID", "IMAGE_RESOLUTION"]
 
 BACKBONES = ("efficientnet_lite0", "ocr_det", "ocr_det@c4")   # + any backbone with a spatial map
 EXPRESSION_ENCODERS = ("minilm", "bow")
 CANDIDATES = tuple(f"{b}+{q}" for b in BACKBONES for q in EXPRESSION_ENCODERS)
 DATASET = "rec_scenes"
 GRID = 3
-GT_PROTOCOL = {"head": "FiLMBoxHead(hidden=64, per-cell boxes) on the frozen spatial map + frozen expression embedding",
-               "loss": "L1 + GIoU", "val_fraction": 0.2, "lrs": [1e-3, 3e-3], "epochs": 40, "batch_size": 64,
-               "weight_decay": 1e-4, "seed": 0, "standardise": "per-channel mean/std of the fit rows",
-               "measure": "Acc@0.5 (IoU >= 0.5), percent"}
+IMAGE_RESOLUTION = {"resolution": 112, "multiple": 14}     # shared by extraction and fine-tuning
+_HEAD = "FiLMBoxHead(hidden=64, per-cell boxes)"
+_COMMON = {"loss": "L1 + GIoU", **IMAGE_RESOLUTION, "val_fraction": 0.2, "weight_decay": 1e-4, "seed": 0,
+           "measure": "Acc@0.5 (IoU >= 0.5), percent"}
+_PROBE = {"lrs": [1e-3, 3e-3], "epochs": 40, "batch_size": 64}
+GT_PROTOCOLS = {
+    "finetuned": {"head": _HEAD, "trained": "LP-FT: the head on frozen maps (probe), then backbone + head end to end; "
+                  "expression embedding frozen", **_COMMON, "probe": _PROBE, "lrs": [1e-5, 1e-4, 1e-3], "head_lr_scale": 1.0,
+                  "freeze_bn_stats": True, "epochs": 5, "batch_size": 32,
+                  "standardise": "backbone map: fixed per-channel mean/std of the pre-trained fit-row maps"},
+    "head": {"head": f"{_HEAD} on the frozen spatial map + frozen expression embedding", **_COMMON, **_PROBE,
+             "standardise": "per-channel mean/std of the fit rows"},
+}
 
 #: task name -> (label source, role of its cache files, label-text builder)
 _LABELS = {
@@ -91,8 +102,8 @@ def label_texts(ds, task: str = "rec"):
 
 
 def _inputs_of(cache_dir, key, ds, candidate, *, device, progress, log):
-    return candidate_inputs(cache_dir, key, ds, candidate, "map", ds.expressions, "expression", device=device,
-                            progress=progress, log=log)
+    return candidate_inputs(cache_dir, key, ds, candidate, "map", ds.expressions, "expression", **IMAGE_RESOLUTION,
+                            device=device, progress=progress, log=log)
 
 
 def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str = DATASET, split: str = "train",
@@ -115,7 +126,7 @@ def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str =
         maps, e = _inputs_of(cache_dir, key, ds, cand, device=device, progress=progress, log=log)
         made_from = {"candidate": cand, "image": file_record(image_array_path(cache_dir, "map", key, cand.split("+")[0])),
                      "grid": GRID, "fusion": FUSION_VERSION,
-                     "expression_sha256": hashlib.sha256(np.ascontiguousarray(e).tobytes()).hexdigest()}
+                     "expression_sha256": array_sha256(e)}
         return made_from, lambda: bilinear_fusion(grid_pool(maps, GRID)[ds.image_index], e)
 
     return extract_candidates(cache_dir, key, ds, candidates, ds.expressions, fuse, weights_dir=weights_dir,
@@ -123,22 +134,23 @@ def extract(candidates: Sequence[str] = CANDIDATES, *, cache_dir, dataset: str =
 
 
 def ground_truth(candidates: Sequence[str] = CANDIDATES, *, cache_dir, partial_path, dataset: str = DATASET,
-                 data_root=None, device: Optional[str] = None, protocol: Optional[dict] = None, progress: bool = True,
-                 log: Callable[[str], None] = print, **dataset_options) -> Dict[str, dict]:
-    """Train the box head of every candidate (module docstring); resumable through ``partial_path``.
-    Returns ``{candidate: record}`` with ``test`` = Acc@0.5 (percent) on the test split."""
+                 mode: str = "finetuned", data_root=None, device: Optional[str] = None, protocol: Optional[dict] = None,
+                 progress: bool = True, log: Callable[[str], None] = print, **dataset_options) -> Dict[str, dict]:
+    """The ``mode`` ground truth of every candidate (module docstring, :data:`tasks.heads.MODES`);
+    resumable through ``partial_path``. Returns ``{candidate: record}`` with ``test`` = Acc@0.5
+    (percent) on the test split."""
     import torch
 
-    from .heads import FiLMBoxHead, box_iou_pairs, box_loss, head_ground_truth
+    from .heads import FiLMBoxHead, box_iou_pairs, box_loss, ground_truth_runner
 
     def inputs_of(cand, split, ds):
         maps, e = _inputs_of(cache_dir, cache_key(dataset, split), ds, cand, device=device, progress=progress, log=log)
         return maps[ds.image_index], e
 
-    return head_ground_truth(
-        candidates, dataset=dataset, partial_path=partial_path, protocol=dict(GT_PROTOCOL if protocol is None else protocol),
-        dataset_options=dataset_options, data_root=data_root, inputs_of=inputs_of,
-        target_of=lambda ds: torch.from_numpy(ds.normalised_boxes()),
+    return ground_truth_runner(mode)(
+        candidates, dataset=dataset, partial_path=partial_path,
+        protocol=dict(GT_PROTOCOLS[mode] if protocol is None else protocol), dataset_options=dataset_options,
+        data_root=data_root, inputs_of=inputs_of, target_of=lambda ds: torch.from_numpy(ds.normalised_boxes()),
         make_head=lambda maps, e, ds: FiLMBoxHead(maps.shape[1], maps.shape[2], e.shape[1]), loss_fn=box_loss,
         score_fn=lambda pred, target: float(100.0 * (box_iou_pairs(pred, target) >= 0.5).float().mean()),
-        measure="Acc@0.5 %", log=log)
+        measure="Acc@0.5 %", kind="map", progress=progress, log=log)

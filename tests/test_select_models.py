@@ -95,6 +95,15 @@ def test_select_models_rejects_unknown_model_before_work(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
+def test_list_models_shows_every_candidate_group_including_the_networks_trained_here(capsys):
+    assert select_models.main(["--list-models"]) == 0
+    out = capsys.readouterr().out
+    assert "offline_trained: " in out and "fmnist_resnet_e4" in out and "offline: " in out
+    with pytest.raises(SystemExit) as exc:                       # without --list-models the data is required
+        select_models.main([])
+    assert exc.value.code == 2 and "required: data" in capsys.readouterr().err
+
+
 def test_select_models_help_documents_every_option(capsys):
     with pytest.raises(SystemExit) as exc:
         select_models.main(["--help"])

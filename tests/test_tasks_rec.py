@@ -87,13 +87,17 @@ def test_box_head_outputs_valid_boxes_and_loss_is_zero_only_at_the_target():
     assert float(box_iou_pairs(torch.tensor([[0.0, 0.0, 0.5, 1.0]]), torch.tensor([[0.0, 0.0, 1.0, 1.0]]))) == pytest.approx(0.5)
 
 
-def test_ground_truth_trains_box_heads_and_resumes(tmp_path):
-    proto = dict(rec.GT_PROTOCOL, epochs=2, lrs=[1e-3])
+@pytest.mark.parametrize("mode", ["head", "finetuned"])
+def test_ground_truth_trains_box_heads_and_resumes(tmp_path, mode):
+    proto = dict(rec.GT_PROTOCOLS[mode], epochs=1 if mode == "finetuned" else 2, lrs=[1e-3])
     part = tmp_path / "runs.json"
-    runs = rec.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, protocol=proto, progress=False,
+    cand = "ocr_det@c4+bow" if mode == "finetuned" else CANDS[0]
+    runs = rec.ground_truth([cand], cache_dir=tmp_path, partial_path=part, mode=mode, protocol=proto, progress=False,
                             log=lambda m: None, n_scenes=8)
-    assert 0 <= runs[CANDS[0]]["test"] <= 100
-    again = rec.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, protocol=proto, progress=False,
+    assert 0 <= runs[cand]["test"] <= 100
+    if mode == "finetuned":
+        assert runs[cand]["input_size"] == [112, 112]
+    again = rec.ground_truth([cand], cache_dir=tmp_path, partial_path=part, mode=mode, protocol=proto, progress=False,
                              log=lambda m: pytest.fail(f"retrained: {m}"), n_scenes=8)
     assert again == runs
 

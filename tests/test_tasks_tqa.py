@@ -1,5 +1,6 @@
 """TQA task: SQuAD reader / scoring, the WordNet QA builder, span fine-tuning, features, registration,
 and one end-to-end evaluation through the task registry (tiny random-weight models, no downloads)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -191,6 +192,29 @@ def test_span_finetune_learns_and_resumes(tiny, fake_wn, tmp_path, monkeypatch):
                              log=lambda m: None) == out
     with pytest.raises(ValueError, match="another protocol"):
         ft.run_candidates(["tiny_test"], "fake", train, test, cfg, part, data_fingerprint="y", log=lambda m: None)
+
+
+def test_lp_ft_starts_from_the_probe_head_and_records_it(tiny, fake_wn, tmp_path, monkeypatch):
+    """init='probe': the head trained on the frozen states is the fine-tuning's starting head (with
+    lr ~ 0 the fine-tuned scores equal the probe's); the probe's scores are kept; bad configs fail."""
+    import copy
+    from tasks import _tqa_finetune as ft, _tqa_models
+    tok, model = tiny
+    monkeypatch.setitem(_tqa_models.TQA_CANDIDATES._entries, "tiny_lp",
+                        _tqa_models.TQACandidate("tiny_lp", "bert", "random", lambda w: (tok, copy.deepcopy(model)),
+                                                 None, True))
+    train, test = build_wordnet_qa(fake_wn, n_train=48, n_test=12, random_state=0)
+    probe = ft.HeadConfig(epochs=3, batch_size=16, max_length=96)
+    still = ft.SpanFinetuneConfig(lr=1e-12, epochs=1, batch_size=16, max_length=96, head="bilinear", init="probe")
+    out = ft.run_candidates(["tiny_lp"], "fake", train, test, still, tmp_path / "p.json", data_fingerprint="x",
+                            probe=probe, progress=False, log=lambda m: None)["tiny_lp"]
+    assert out["probe"]["f1"] == pytest.approx(out["f1"], abs=1e-6) and out["steps"] == 3
+    with pytest.raises(ValueError, match="same head kind"):
+        ft.run_candidates(["tiny_lp"], "fake", train, test, dataclasses.replace(still, head="linear"),
+                          tmp_path / "q.json", data_fingerprint="x", probe=probe, log=lambda m: None)
+    with pytest.raises(ValueError, match="init must be"):
+        ft.run_candidates(["tiny_lp"], "fake", train, test, dataclasses.replace(still, init="warm"),
+                          tmp_path / "r.json", data_fingerprint="x", probe=probe, log=lambda m: None)
 
 
 def test_frozen_protocol_one_pass_per_base_matches_truncation(tiny, fake_wn, tmp_path, monkeypatch):

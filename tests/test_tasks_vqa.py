@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import data
@@ -79,18 +80,53 @@ def test_cli_task_vqa_uses_the_task_defaults_and_prints_wall_time(cache, tmp_pat
 
 
 def test_ground_truth_trains_heads_and_resumes(tmp_path):
-    proto = dict(vqa.GT_PROTOCOL, epochs=2, lrs=[1e-3])
+    proto = dict(vqa.GT_PROTOCOLS["head"], epochs=2, lrs=[1e-3])
     part = tmp_path / "runs.json"
-    runs = vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, protocol=proto, progress=False,
-                            log=lambda m: None, **OPTS)
+    runs = vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, mode="head", protocol=proto,
+                            progress=False, log=lambda m: None, **OPTS)
     rec = runs[CANDS[0]]
     assert 0 <= rec["test"] <= 100 and rec["n_fit"] + rec["n_val"] == 48 and rec["best_lr"] == 1e-3
-    again = vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, protocol=proto, progress=False,
-                             log=lambda m: pytest.fail(f"retrained: {m}"), **OPTS)
+    again = vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, mode="head", protocol=proto,
+                             progress=False, log=lambda m: pytest.fail(f"retrained: {m}"), **OPTS)
     assert again == runs
     with pytest.raises(ValueError, match="another protocol"):
-        vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, protocol=dict(proto, epochs=3),
+        vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, mode="head", protocol=dict(proto, epochs=3),
                          progress=False, **OPTS)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        vqa.ground_truth(CANDS[:1], cache_dir=tmp_path, partial_path=part, mode="frozen", progress=False, **OPTS)
+
+
+def test_finetuned_ground_truth_trains_the_backbone_and_resumes_per_lr(tmp_path, monkeypatch):
+    import tasks.heads as heads
+
+    proto = dict(vqa.GT_PROTOCOLS["finetuned"], epochs=1, lrs=[3e-4, 3e-5], probe=dict(lrs=[1e-3], epochs=2, batch_size=64))
+    part = tmp_path / "ft.json"
+    real_fit, calls, state = heads.fit_head, [], {"die": True}
+
+    def fit(model, *args, **kwargs):          # counts the end-to-end runs; the probe stage trains heads only
+        if not isinstance(model, heads.FinetunedCandidate):
+            return real_fit(model, *args, **kwargs)
+        if state["die"] and calls:
+            raise KeyboardInterrupt("killed during the second lr")
+        calls.append(kwargs["lr"])
+        before = [p.detach().clone() for p in model.backbone.parameters()]
+        losses = real_fit(model, *args, **kwargs)
+        assert any(not torch.equal(a, p) for a, p in zip(before, model.backbone.parameters())), "backbone not trained"
+        return losses
+
+    monkeypatch.setattr(heads, "fit_head", fit)
+    with pytest.raises(KeyboardInterrupt):
+        vqa.ground_truth(["ocr_det+bow"], cache_dir=tmp_path, partial_path=part, protocol=proto, progress=False,
+                         log=lambda m: None, **OPTS)
+    assert calls == [3e-4]
+    state["die"] = False
+    runs = vqa.ground_truth(["ocr_det+bow"], cache_dir=tmp_path, partial_path=part, protocol=proto, progress=False,
+                            log=lambda m: None, **OPTS)
+    assert calls == [3e-4, 3e-5]             # the re-run trained only the unfinished lr
+    rec = runs["ocr_det+bow"]
+    assert [r["lr"] for r in rec["per_lr"]] == [3e-4, 3e-5] and rec["input_size"] == [70, 70]
+    assert 0 <= rec["test"] <= 100 and rec["best_lr"] in (3e-4, 3e-5) and rec["lr_bracketed"] is False
+    assert rec["probe"]["best_lr"] == 1e-3 and 0 <= rec["probe"]["test"] <= 100
 
 
 def _png(path):
