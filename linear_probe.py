@@ -1,6 +1,6 @@
 """Linear-probe yardstick on the metrics' own features: writes data/ground_truth/offline_probe.json.
 
-    nice -n 10 .venv/bin/python linear_probe.py            # the 7 packaged models x 4 datasets
+    nice -n 10 .venv/bin/python linear_probe.py            # every offline candidate x 4 datasets
     .venv/bin/python linear_probe.py --models efficientnet_lite0 ocr_cls --datasets digits --output /tmp/p.json
 
 The protocol (training / test images, resolution, pipeline) is read from the fine-tuning results
@@ -17,8 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 
-MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "dinov2_s",
-          "ocr_det", "ocr_rec", "ocr_cls"]
+MODEL_GROUPS = ("offline", "offline_trained")   # every candidate of these registry groups (run_offline_benchmark.py)
 DATASETS = ["fashion_mnist", "mnist", "digits", "textures"]
 FINE_TUNED = ROOT / "data" / "ground_truth" / "offline_zoo_v2.json"
 FINE_TUNED_PARTIAL = ROOT / "data" / "ground_truth" / "partial" / "offline_zoo_v2.partial.json"
@@ -32,7 +31,7 @@ NUM_THREADS = 1
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=MODELS)
+    p.add_argument("--models", nargs="+", default=None, help=f"default: every model of the groups {MODEL_GROUPS}")
     p.add_argument("--datasets", nargs="+", default=DATASETS)
     p.add_argument("--fine-tuned", type=Path, default=None,
                    help=f"fine-tuning table or partial file (default: {FINE_TUNED.name}, else its partial file)")
@@ -54,6 +53,10 @@ def main(argv=None) -> dict:
     from finetuning.results import read_results
 
     args = parse_args(argv)
+    if args.models is None:
+        import models
+
+        args.models = [m for g in MODEL_GROUPS for m in models.list_models(g)]
     source = args.fine_tuned or next((p for p in (FINE_TUNED, FINE_TUNED_PARTIAL) if p.is_file()), None)
     if source is not None:
         config, fine_tuned = read_results(source)
