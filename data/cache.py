@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -60,7 +61,7 @@ try:  # POSIX advisory locks; without them (Windows) entries are still written a
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["CacheLayout", "atomic_write", "atomic_save_npy", "atomic_save_json", "load_npy", "load_json",
+__all__ = ["CacheLayout", "atomic_write", "atomic_save_npy", "atomic_save_json", "load_npy", "load_entry", "load_json",
            "CacheMissingError", "CacheCorruptError", "RECORD_SUFFIX", "record_path", "read_record",
            "save_entry", "save_json_entry", "check_entry", "EntryCheck", "entry_lock", "remove_stale_temps",
            "stale_note",
@@ -330,6 +331,27 @@ def load_npy(path: str | os.PathLike, *, hint: str = "", verify: bool = True) ->
         return np.load(path, allow_pickle=False)
     except _LOAD_ERRORS as exc:
         raise CacheCorruptError(f"cache file {path} is corrupt ({type(exc).__name__}: {exc}); {fix}") from None
+
+
+def load_entry(path: str | os.PathLike) -> tuple:
+    """``(array, record)`` of cache entry ``path``, consistent without holding :func:`entry_lock`.
+
+    The file's bytes are read once and their sha256 must equal the record's, so the pair always
+    belongs together even while another run replaces the entry (data first, then record); when it
+    does not (a write in between, or corruption) :class:`CacheCorruptError` is raised: retry, or
+    read under the lock. A missing file or record: :class:`CacheMissingError`."""
+    path = Path(path)
+    rec = read_record(path)
+    if rec is None or not path.is_file():
+        raise CacheMissingError(f"missing cache entry (file or record): {path}")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != rec["sha256"]:
+        raise CacheCorruptError(f"cache file {path} does not match its record {record_path(path).name} (being "
+                                "rewritten by another run, or corrupt); retry, or read it under entry_lock")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False), rec
+    except _LOAD_ERRORS as exc:
+        raise CacheCorruptError(f"cache file {path} is corrupt ({type(exc).__name__}: {exc})") from None
 
 
 def load_json(path: str | os.PathLike, *, hint: str = "") -> Any:

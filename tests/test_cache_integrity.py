@@ -396,24 +396,22 @@ def test_concurrent_score_writers_lose_no_entry(tmp_path):
 HAMMER_ENTRY = """
     import sys
     import numpy as np
-    from data.cache import check_entry, entry_lock, read_record, save_entry
+    from data.cache import CacheCorruptError, CacheMissingError, entry_lock, load_entry, save_entry
     path, who, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if who < 2:                                          # two writers of one entry, different data
         data = np.full((300, 50), who, dtype=np.float32)
         for _ in range(n):
             with entry_lock(path):
                 save_entry(path, data, {"who": who})
-    else:                                                # a reader: a valid entry is always self-consistent
+    else:                                                # a lock-free reader: data and record always match
         seen = 0
         for _ in range(4 * n):
             try:
-                rec = read_record(path)
-            except Exception:
+                arr, rec = load_entry(path)
+            except (CacheCorruptError, CacheMissingError):   # caught mid-rewrite: refused, never mixed
                 continue
-            if rec is not None and check_entry(path, rec["made_from"]).valid:
-                arr = np.load(path)
-                assert (arr == rec["made_from"]["who"]).all(), "data of one writer with the record of the other"
-                seen += 1
+            assert (arr == rec["made_from"]["who"]).all(), "data of one writer with the record of the other"
+            seen += 1
         print("valid reads", seen)
 """
 
@@ -472,3 +470,17 @@ def test_describe_tells_apart_closures_and_defaults():
     assert describe(make(32)) != describe(make(64))
     assert describe(make(32)) == describe(make(32))
     assert describe(crop) != describe(crop_other)
+
+
+def test_load_entry_returns_data_with_its_record_and_refuses_a_mismatch(tmp_path):
+    from data.cache import CacheCorruptError, CacheMissingError, load_entry
+
+    path = tmp_path / "e.npy"
+    with pytest.raises(CacheMissingError):
+        load_entry(path)
+    save_entry(path, np.arange(6.0).reshape(2, 3), {"who": 7})
+    arr, rec = load_entry(path)
+    assert arr.shape == (2, 3) and rec["made_from"] == {"who": 7}
+    np.save(path, np.zeros((2, 3)))                      # replaced without a new record
+    with pytest.raises(CacheCorruptError, match="does not match its record"):
+        load_entry(path)
