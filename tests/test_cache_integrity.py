@@ -473,7 +473,7 @@ def test_describe_tells_apart_closures_and_defaults():
 
 
 def test_load_entry_returns_data_with_its_record_and_refuses_a_mismatch(tmp_path):
-    from data.cache import CacheCorruptError, CacheMissingError, load_entry
+    from data.cache import CacheMissingError, load_entry
 
     path = tmp_path / "e.npy"
     with pytest.raises(CacheMissingError):
