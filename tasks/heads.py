@@ -123,9 +123,10 @@ def standard_stats(train: np.ndarray) -> tuple:
     return mean, np.where(std > 1e-8, std, 1.0)
 
 
-def standardiser(train: np.ndarray) -> Callable[[np.ndarray], torch.Tensor]:
-    """``x -> (x - mean) / std`` with the per-column statistics of ``train`` (maps: per channel)."""
-    mean, std = standard_stats(train)
+def standardiser(train: np.ndarray, stats: tuple = None) -> Callable[[np.ndarray], torch.Tensor]:
+    """``x -> (x - mean) / std`` with the per-column statistics of ``train`` (maps: per channel), or
+    the given ``stats`` = :func:`standard_stats` of it."""
+    mean, std = standard_stats(train) if stats is None else stats
     return lambda x: torch.from_numpy(((np.asarray(x, dtype=np.float64) - mean) / std).astype(np.float32))
 
 
@@ -301,8 +302,8 @@ def finetuned_ground_truth(candidates: Sequence[str], *, dataset: str, partial_p
         y_tr, y_te = target_of(train), target_of(test)
         i_tr, t_tr = inputs_of(cand, "train", train)
         i_te, t_te = inputs_of(cand, "test", test)
-        mean, std = standard_stats(i_tr[fit_idx])
-        si, st = standardiser(i_tr[fit_idx]), standardiser(t_tr[fit_idx])
+        stats = standard_stats(i_tr[fit_idx])
+        si, st = standardiser(i_tr[fit_idx], stats), standardiser(t_tr[fit_idx])
         frozen = lambda idx: ((si(i_tr[idx]), st(t_tr[idx])), y_tr[idx])
         lp, lp_head = select_lr(lambda: make_head(i_tr, t_tr, train), frozen(fit_idx), frozen(val_idx),
                                 ((si(i_te), st(t_te)), y_te), loss_fn, score_fn, lrs=probe["lrs"],
@@ -314,9 +315,9 @@ def finetuned_ground_truth(candidates: Sequence[str], *, dataset: str, partial_p
         x_te = image_inputs(preprocess, test.images, *res_mult)[torch.from_numpy(test.image_index)]
         part = lambda idx: ((x_tr[idx], st(t_tr[idx])), y_tr[idx])
 
-        def make():
+        def make():        # built after each lr's seeding, as the committed runs were (dropout draws)
             net, _ = trainable_backbone(backbone, kind)
-            return FinetunedCandidate(net, copy.deepcopy(lp_head), mean, std)
+            return FinetunedCandidate(net, copy.deepcopy(lp_head), *stats)
 
         res = select_lr(make, part(fit_idx), part(val_idx), ((x_te, st(t_te)), y_te), loss_fn, score_fn,
                         head_lr_scale=protocol["head_lr_scale"], freeze_bn_stats=protocol["freeze_bn_stats"],
