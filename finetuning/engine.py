@@ -26,6 +26,8 @@ __all__ = [
     "build_optimizer",
     "warmup_cosine_lambda",
     "check_input_size",
+    "use_channels_last",
+    "memory_format_of",
     "train_model",
     "predict",
     "accuracy_percent",
@@ -200,7 +202,7 @@ def check_input_size(model: nn.Module, x: torch.Tensor, num_classes: int, *, nam
     was_training = model.training
     model.eval()
     try:
-        out = model(x[:2])
+        out = model(_batch(x, slice(0, 2), memory_format_of(model)))
     except RuntimeError as err:
         raise ValueError(f"{name} does not accept {tuple(x.shape[1:])} inputs ({err}); "
                          "raise the resolution or keep the native size (resolution=None)") from None
@@ -219,6 +221,38 @@ def freeze_norm_stats(model: nn.Module) -> None:
             m.eval()
 
 
+def use_channels_last(model: nn.Module) -> str:
+    """Put a network with 2-D convolutions into the NHWC (``channels_last``) memory format, in place.
+
+    Same function, other summation order: losses agree to float rounding (tested). Measured for one
+    training step (batch 16, 1 thread, 2-core machine): EfficientNet-Lite0 at 112 px 1.46x faster,
+    ocr_cls 1.37x, the 28 px ResNet pre-trained here 1.18x, ocr_rec 1.15x; DINOv2-S (a ViT: one
+    patch convolution), ocr_det and the MLPs within 1-5 % either way. :func:`train_model` and
+    :func:`predict` then hand the network its batches in the same format. Returns the format used:
+    ``"channels_last"``, or ``"contiguous"`` for a network without ``nn.Conv2d`` (left as it is).
+    """
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return "contiguous"
+    model.to(memory_format=torch.channels_last)
+    return "channels_last"
+
+
+def memory_format_of(model: nn.Module) -> torch.memory_format:
+    """``torch.channels_last`` when the first 2-D convolution's kernel is stored NHWC, else
+    ``torch.contiguous_format`` (also for a network without one)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight
+            return torch.channels_last if (w.is_contiguous(memory_format=torch.channels_last)
+                                           and not w.is_contiguous()) else torch.contiguous_format
+    return torch.contiguous_format
+
+
+def _batch(x: torch.Tensor, index, fmt: torch.memory_format) -> torch.Tensor:
+    xb = x[index]
+    return xb.contiguous(memory_format=fmt) if xb.ndim == 4 else xb
+
+
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float, epochs: int,
                 batch_size: int, optimizer: str = "adamw", weight_decay: float = 0.0,
                 warmup_fraction: float = 0.0, label_smoothing: float = 0.0,
@@ -230,7 +264,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
     ``f(x)`` (B, K) with mini-batches of ``batch_size``, ``epochs`` passes, ``optimizer`` from
     :data:`OPTIMIZERS` and a per-step linear-warm-up + cosine learning-rate schedule
     (:func:`warmup_cosine_lambda`). Batch norm runs in training mode (batch statistics, running
-    averages updated) unless ``freeze_bn_stats``.
+    averages updated) unless ``freeze_bn_stats``. Batches are handed over in the network's memory
+    format (:func:`memory_format_of`; see :func:`use_channels_last`).
 
     Args:
         x: (N, C, H, W) inputs; y: (N,) int64 labels in ``[0, K)``.
@@ -248,10 +283,11 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
     if freeze_bn_stats:
         freeze_norm_stats(model)
     losses: List[float] = []
+    fmt = memory_format_of(model)
     for _ in tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=not progress):
         total_loss, seen = 0.0, 0
         for b in _batches(x.shape[0], batch_size, generator):
-            logits = model(x[b])
+            logits = model(_batch(x, b, fmt))
             if logits.ndim != 2 or logits.shape[0] != len(b):
                 raise ValueError(f"model must return (batch, classes) logits, got shape {tuple(logits.shape)}")
             loss = F.cross_entropy(logits, y[b], label_smoothing=label_smoothing)
@@ -271,7 +307,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """Arg-max class of every row of ``x`` (N, C, H, W) -> (N,) int64, model in eval mode."""
     model.eval()
-    out = [model(x[s:s + batch_size]).argmax(dim=1) for s in range(0, x.shape[0], batch_size)]
+    fmt = memory_format_of(model)
+    out = [model(_batch(x, slice(s, s + batch_size), fmt)).argmax(dim=1) for s in range(0, x.shape[0], batch_size)]
     return torch.cat(out).cpu().numpy().astype(np.int64)
 
 

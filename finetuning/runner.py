@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .config import FinetuneConfig
-from .engine import accuracy_percent, check_input_size, prepare_inputs, train_model
+from .engine import accuracy_percent, check_input_size, prepare_inputs, train_model, use_channels_last
 from .results import ResultsStore
 from .splits import protocol_subsets
 from .table import GROUP, build_table
@@ -137,7 +137,8 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
     ``input_size`` ([h, w]), ``best_lr``, ``lr_bracketed``, ``val_acc`` (mean over seeds),
     ``test_acc`` (mean over seeds, percent), ``test_acc_seeds``, ``val_acc_seeds``,
     ``test_acc_std`` (sample std, ddof=1; ``None`` with one seed), ``seeds``, ``per_lr`` (the
-    search runs ``{lr, seed, val_acc, test_acc, train_loss, seconds}`` in evaluation order),
+    search runs ``{lr, seed, val_acc, test_acc, train_loss, memory_format, seconds}`` in evaluation
+    order; ``memory_format``: :func:`finetuning.engine.use_channels_last`),
     ``seed_runs`` (the runs at ``best_lr``, seed order), ``seconds`` (sum of the runs' times).
     """
     where = f"{model_name} on {dataset_name}"
@@ -171,6 +172,7 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
         t_lr = time.perf_counter()
         torch.manual_seed(seed)  # the head initialisation of this seed
         model, preprocess = model_factory(model_name, num_classes)
+        memory_format = use_channels_last(model)
         t = inputs(preprocess, model)
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = t["train"], t["val"], t["test"]
         losses = train_model(model, x_tr, y_tr, lr=lr, epochs=config.epochs, batch_size=config.batch_size,
@@ -183,7 +185,7 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
         rec = {"lr": lr, "seed": seed, "input_size": list(x_tr.shape[2:]),
                "val_acc": accuracy_percent(model, x_va, y_va, config.batch_size),
                "test_acc": accuracy_percent(model, x_te, y_te, config.batch_size),
-               "train_loss": [round(v, 5) for v in losses],
+               "train_loss": [round(v, 5) for v in losses], "memory_format": memory_format,
                "seconds": round(time.perf_counter() - t_lr, 2)}
         del model
         if store is not None:

@@ -10,7 +10,7 @@ from torch import nn
 from finetuning import (FinetuneConfig, ResultsStore, build_table, finetune_pair, prepare_inputs,
                         reduced_size, run_benchmark, select_best_lr, stratified_subsets, train_model,
                         warmup_cosine_lambda)
-from finetuning.engine import build_optimizer
+from finetuning.engine import build_optimizer, memory_format_of, use_channels_last
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,6 +180,30 @@ def test_training_reduces_loss_and_beats_chance():
     assert accuracy_percent(net, xt, yt) > 100 / 3 + 30
 
 
+def test_channels_last_training_matches_contiguous():
+    train = colour_getter("colours", "train")
+    x, y = prepare_inputs(train, range(len(train)), preprocess, None)
+    runs = {}
+    for fmt in ("contiguous", "channels_last"):
+        torch.manual_seed(0)
+        net = TinyNet(3, 8)
+        # a bias in front of batch norm gets only rounding noise as gradient, which AdamW scales up
+        # to lr-sized steps: any change of summation order moves it (and the running mean)
+        net.body[0].register_parameter("bias", None)
+        assert memory_format_of(net) == torch.contiguous_format
+        if fmt == "channels_last":
+            assert use_channels_last(net) == "channels_last"
+            assert memory_format_of(net) == torch.channels_last
+        losses = train_model(net, x, y, lr=1e-2, epochs=3, batch_size=10, weight_decay=0.0,
+                             generator=torch.Generator().manual_seed(1))
+        runs[fmt] = (losses, net.eval()(x[:7]).detach())
+    np.testing.assert_allclose(runs["contiguous"][0], runs["channels_last"][0], rtol=1e-4)
+    torch.testing.assert_close(runs["contiguous"][1], runs["channels_last"][1], rtol=1e-4, atol=1e-5)
+    assert x.is_contiguous()                                       # the caller's tensor is untouched
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    assert use_channels_last(mlp) == "contiguous" and memory_format_of(mlp) == torch.contiguous_format
+
+
 def test_finetune_pair_picks_best_validation_lr():
     cfg = FinetuneConfig(lrs=(1e-7, 3e-2), **FAST)
     rec = finetune_pair("tiny_b", "colours", cfg, model_factory=CountingFactory(),
@@ -192,6 +216,7 @@ def test_finetune_pair_picks_best_validation_lr():
     assert rec["test_acc"] > 100 / 3 + 20
     assert (rec["n_train"], rec["n_val"], rec["n_test"]) == (24, 18, 30)
     assert by_lr[3e-2]["train_loss"][-1] < by_lr[3e-2]["train_loss"][0]
+    assert {r["memory_format"] for r in rec["per_lr"]} == {"channels_last"}     # TinyNet has a Conv2d
 
 
 def test_finetune_pair_is_deterministic():
