@@ -50,7 +50,7 @@ import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -64,7 +64,7 @@ except ImportError:  # pragma: no cover
 __all__ = ["CacheLayout", "atomic_write", "atomic_save_npy", "atomic_save_json", "load_npy", "load_entry", "load_json",
            "CacheMissingError", "CacheCorruptError", "RECORD_SUFFIX", "record_path", "read_record",
            "save_entry", "save_json_entry", "check_entry", "EntryCheck", "entry_lock", "remove_stale_temps",
-           "stale_note",
+           "stale_note", "cached_array",
            "describe_difference"]
 
 RECORD_FORMAT = 1
@@ -352,6 +352,24 @@ def load_entry(path: str | os.PathLike) -> tuple:
         return np.load(io.BytesIO(data), allow_pickle=False), rec
     except _LOAD_ERRORS as exc:
         raise CacheCorruptError(f"cache file {path} is corrupt ({type(exc).__name__}: {exc})") from None
+
+
+def cached_array(path: str | os.PathLike, made_from: Mapping[str, Any], compute: Callable[[], np.ndarray], *,
+                 what: str = "cache entry", log: Callable[[str], None] = print) -> np.ndarray:
+    """The array of entry ``path`` when :func:`check_entry` finds it made from ``made_from``; else
+    ``compute()``, saved with its record (:func:`save_entry`). Check, compute and save run under
+    :func:`entry_lock`, so two runs sharing the directory compute the entry once; an entry that is
+    not reused gets one ``log`` line saying why (:func:`stale_note`)."""
+    path = Path(path)
+    with entry_lock(path):
+        check = check_entry(path, made_from)
+        if check.valid:
+            return load_entry(path)[0]
+        if check.reason:
+            log(stale_note(what, path, check.reason))
+        array = np.asarray(compute())
+        save_entry(path, array, made_from)
+        return array
 
 
 def load_json(path: str | os.PathLike, *, hint: str = "") -> Any:

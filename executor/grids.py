@@ -114,7 +114,7 @@ class OfflineHubUnit:
             computed[name] = len(hub.add_model(vlm))
             graph_zero_shot_accuracy(vlm, graph, cache_dir=cache_dir)
             for task in tasks:
-                cached_image_embeddings(vlm, task.key, task.images, cache_dir)
+                cached_image_embeddings(vlm, task.key, task.images, cache_dir, images_record=task.record)
         return {"models": list(self.models), "entries_computed": computed}
 
 
@@ -139,7 +139,7 @@ class GraphShardUnit:
         vlm = create_vlm(self.model, image_size=self.image_size, cache_dir=args["cache_dir"])
         nodes = graph.nodes[self.shard::self.n_shards]
         refs = list(dict.fromkeys(r for n in nodes for r in graph.images_of(n)))
-        store = ImageFeatureCache(graph, vlm.image_feature_key, args["cache_dir"])
+        store = ImageFeatureCache(graph, vlm.image_feature_key, args["cache_dir"], stage=vlm.image_stage_record())
         encoded = store.ensure(vlm, refs) if refs else 0
         return {"model": self.model, "shard": self.shard, "nodes": len(nodes), "images_encoded": encoded}
 

@@ -43,7 +43,8 @@ def model_probabilities(vlm: VLM, task: TargetTask, *, prompt: str = "classname"
     images (Eq. 1). ``prompt``: a key of :data:`mll.config.PROMPTS` (``"classname"``: the bare
     class name, released; ``"paper"``: "a photo of {class}."; ``"templates"``: the model's own);
     ``softmax_scale`` s (released: 100; ``None``: the model's logit scale)."""
-    emb = cached_image_embeddings(vlm, task.key, task.images, cache_dir, progress=progress)
+    emb = cached_image_embeddings(vlm, task.key, task.images, cache_dir, progress=progress,
+                                  images_record=None if cache_dir is None else task.record)
     cls = vlm.class_embeddings(class_prompts(vlm, task.classnames, prompt))
     logits = vlm.logits_from_embeddings(emb, cls)
     if softmax_scale is not None:

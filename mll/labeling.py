@@ -33,7 +33,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from common import Registry
-from data.cache import atomic_save_json, atomic_save_npy, entry_lock, remove_stale_temps
+from data.cache import (atomic_save_json, check_entry, entry_lock, remove_stale_temps, save_entry, save_json_entry,
+                        stale_note)
 
 from .graph import ImageRef, SampleSource, SemanticGraph
 from .vlm import VLM, image_features_batched, l2_normalise
@@ -114,10 +115,17 @@ class ImageFeatureCache:
 
     With ``cache_dir`` the rows live in ``{cache_dir}/mll/image_features/graph-{graph}/{key}.npy``
     and the ImageRef of each row in ``{key}.refs.json`` (rows written first, so a kill between the
-    two writes leaves a usable pair); without, in memory."""
+    two writes leaves a usable pair); without, in memory. The rows' provenance record holds
+    ``{"graph": graph name, "image_stage": stage}`` (``stage``: :meth:`mll.vlm.VLM.image_stage_record`
+    of the VLMs sharing ``feature_key``): rows made by another backbone / weights / preprocessing
+    are dropped, with a note, and encoded again."""
 
-    def __init__(self, graph: SemanticGraph, feature_key: str, cache_dir: Optional[str | os.PathLike] = None):
+    def __init__(self, graph: SemanticGraph, feature_key: str, cache_dir: Optional[str | os.PathLike] = None,
+                 *, stage: dict):
+        if stage.get("key") != feature_key:
+            raise ValueError(f"image stage record {stage!r} is not the one of feature key {feature_key!r}")
         self.graph, self.feature_key = graph, feature_key
+        self.made_from = {"graph": graph.name, "image_stage": dict(stage)}
         self.base = None if cache_dir is None else Path(cache_dir) / "mll" / "image_features" / f"graph-{graph.name}"
         self.refs: List[ImageRef] = []
         self.features: Optional[np.ndarray] = None
@@ -134,12 +142,16 @@ class ImageFeatureCache:
             return
         feat_path, refs_path = self.paths
         if feat_path.is_file() and refs_path.is_file():
+            check = check_entry(feat_path, self.made_from)
             with open(refs_path) as fh:
                 refs = [ImageRef(s, int(i)) for s, i in json.load(fh)]
-            feats = np.load(feat_path, mmap_mode="r", allow_pickle=False)
-            if feats.shape[0] >= len(refs):               # else an inconsistent pair: start afresh
+            feats = np.load(feat_path, mmap_mode="r", allow_pickle=False) if check.valid else None
+            if feats is not None and feats.shape[0] >= len(refs):
                 self.refs, self.features = refs, feats[:len(refs)]
                 self.index = {r: i for i, r in enumerate(refs)}
+            else:
+                why = check.reason or f"{feats.shape[0]} rows for {len(refs)} image references in {refs_path.name}"
+                print(stale_note("graph image features", feat_path, why, "encoding the images again"))
         self._loaded = True
 
     def ensure(self, vlm: VLM, refs: Sequence[ImageRef], *, progress: bool = False) -> int:
@@ -171,7 +183,7 @@ class ImageFeatureCache:
         self.features = feats
         if self.base is not None:
             feat_path, refs_path = self.paths
-            atomic_save_npy(feat_path, feats)
+            save_entry(feat_path, np.asarray(feats), self.made_from)
             atomic_save_json(refs_path, [[r.source, r.index] for r in self.refs])
         return len(missing)
 
@@ -191,7 +203,8 @@ def graph_image_embeddings(vlm: VLM, graph: SemanticGraph, refs: Sequence[ImageR
     refs = list(refs)
     if not refs:
         raise ValueError("no images requested")
-    store = store if store is not None else ImageFeatureCache(graph, vlm.image_feature_key, cache_dir)
+    store = store if store is not None else ImageFeatureCache(graph, vlm.image_feature_key, cache_dir,
+                                                              stage=vlm.image_stage_record())
     store.ensure(vlm, refs, progress=progress)
     return vlm.embed_image_features(np.asarray(store.features[store.rows(refs)]))
 
@@ -201,24 +214,31 @@ class NodeTextCache:
     WordNet definition), grown wnid by wnid and graph independent.
 
     With ``cache_dir``: ``{cache_dir}/mll/node_text/{tag}/{model}.npy`` and ``.json`` holding
-    ``[[wnid, text], ...]`` per row; a row is reused only while its text still matches."""
+    ``[[wnid, text], ...]`` per row; a row is reused only while its text still matches, and the
+    rows only while their record's ``{"model", "tag", "text_stage"}`` (``stage``:
+    :meth:`mll.vlm.VLM.text_stage_record`) matches: else they are dropped, with a note."""
 
     def __init__(self, model: str, wordnet: WordNet, *, text=None, tag: str = "definitions",
-                 cache_dir: Optional[str | os.PathLike] = None):
+                 cache_dir: Optional[str | os.PathLike] = None, stage: Optional[dict] = None):
         self.model, self.wordnet, self.tag = model, wordnet, tag
         self.text = DefinitionProtocol.text if text is None else text
         self.base = None if cache_dir is None else Path(cache_dir) / "mll" / "node_text" / tag
+        self.made_from = {"model": model, "tag": tag, "text_stage": None if stage is None else dict(stage)}
         self.rows: Dict[str, Tuple[int, str]] = {}
         self.emb: Optional[np.ndarray] = None
         if self.base is not None:
             npy, js = self.paths
             if npy.is_file() and js.is_file():
+                check = check_entry(npy, self.made_from)
                 with open(js) as fh:
                     entries = [tuple(e) for e in json.load(fh)]
-                emb = np.load(npy, allow_pickle=False)
-                if emb.shape[0] >= len(entries):           # else an inconsistent pair: start afresh
+                emb = np.load(npy, allow_pickle=False) if check.valid else None
+                if emb is not None and emb.shape[0] >= len(entries):
                     self.emb = emb[:len(entries)]
                     self.rows = {w: (i, t) for i, (w, t) in enumerate(entries)}
+                else:
+                    why = check.reason or f"{emb.shape[0]} rows for {len(entries)} texts in {js.name}"
+                    print(stale_note("node-text embeddings", npy, why, "encoding the texts again"))
 
     @property
     def paths(self) -> Tuple[Path, Path]:
@@ -234,9 +254,12 @@ class NodeTextCache:
             self.emb = new if self.emb is None else np.concatenate([self.emb, new], axis=0)
             self.rows.update({w: (start + i, texts[w]) for i, w in enumerate(missing)})
             if self.base is not None:
+                # compact: a re-encoded text leaves its old row behind; the files hold row i for entry i
                 order = sorted(self.rows.items(), key=lambda kv: kv[1][0])
+                self.emb = self.emb[[i for _, (i, _) in order]]
+                self.rows = {w: (j, t) for j, (w, (_, t)) in enumerate(order)}
                 npy, js = self.paths
-                atomic_save_npy(npy, self.emb)
+                save_entry(npy, self.emb, self.made_from)
                 atomic_save_json(js, [[w, t] for w, (_, t) in order])
         return missing
 
@@ -349,7 +372,8 @@ class ModelHub:
     def store(self, model: str) -> ImageFeatureCache:
         key = self.models[model].image_feature_key
         if key not in self._stores:
-            self._stores[key] = ImageFeatureCache(self.graph, key, self.cache_dir)
+            self._stores[key] = ImageFeatureCache(self.graph, key, self.cache_dir,
+                                                  stage=self.models[model].image_stage_record())
         return self._stores[key]
 
     def label_path(self, model: str) -> Optional[Path]:
@@ -357,9 +381,20 @@ class ModelHub:
             return None
         return self.label_dir / "mll" / "labels" / self.graph.name / self.protocol.key / f"{model}.json"
 
+    def _label_made_from(self, model: str) -> dict:
+        vlm = self.models[model]
+        return {"model": model, "graph": self.graph.name, "protocol": self.protocol.key,
+                "image_stage": vlm.image_stage_record(), "text_stage": vlm.text_stage_record()}
+
     def _load(self, model: str) -> Dict[str, float]:
+        """The stored labels of ``model``, when its record says they were made by this model (image
+        and text stages), graph and protocol; else none (with a note: they are recomputed)."""
         path = self.label_path(model)
         if path is None or not path.is_file():
+            return {}
+        check = check_entry(path, self._label_made_from(model))
+        if not check.valid:
+            print(stale_note("model labels", path, check.reason, "labeling again"))
             return {}
         with open(path) as fh:
             stored = json.load(fh)
@@ -368,13 +403,14 @@ class ModelHub:
     def _save(self, model: str) -> None:
         path = self.label_path(model)
         if path is not None:
-            atomic_save_json(path, {"model": model, "graph": self.graph.name, "protocol": self.protocol.key,
-                                    "labels": self._labels[model]})
+            save_json_entry(path, {"model": model, "graph": self.graph.name, "protocol": self.protocol.key,
+                                   "labels": self._labels[model]}, self._label_made_from(model))
 
     def texts(self, model: str) -> NodeTextCache:
         if model not in self._texts:
             self._texts[model] = NodeTextCache(model, self.graph.wordnet, text=self.protocol.text,
-                                               tag=self.protocol.key, cache_dir=self.label_dir)
+                                               tag=self.protocol.key, cache_dir=self.label_dir,
+                                               stage=self.models[model].text_stage_record())
         return self._texts[model]
 
     def _label_missing(self, model: str) -> List[str]:

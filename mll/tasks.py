@@ -6,6 +6,7 @@ inputs of the class-caption step) and an indexed image set whose labels index th
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,11 +38,35 @@ class TargetTask:
         digest = hashlib.sha1(json.dumps(list(self.indices)).encode()).hexdigest()[:12]
         return f"target-{self.name}-{digest}"
 
+    @functools.cached_property
+    def record(self) -> Dict[str, object]:
+        """What the image set is made of: its key and the dataset fingerprint of the chosen items
+        (:func:`data.fingerprint.dataset_record`; computed once per task): the ``images_record``
+        of its feature caches."""
+        from torch.utils.data import Subset
+
+        from data.fingerprint import dataset_record
+        ds = self.dataset if hasattr(self.dataset, "__len__") else _SizedByTargets(self.dataset)
+        return {"key": self.key, "dataset": dataset_record(Subset(ds, list(self.indices)))}
+
     def images(self) -> List:
         return [self.dataset[i][0] for i in self.indices]
 
     def labels(self) -> np.ndarray:
         return np.asarray(self.dataset.targets, dtype=np.int64)[list(self.indices)]
+
+
+class _SizedByTargets:
+    """A dataset without ``__len__`` seen as ``len(dataset.targets)`` items (for its fingerprint)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset.targets)
+
+    def __getitem__(self, i):
+        return self.dataset[i]
 
 
 def offline_target(name: str, *, per_class: int, random_state: int = 0, split: str = "test", root=None) -> TargetTask:

@@ -46,7 +46,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from common import Registry
-from data.cache import atomic_save_npy
+from data.cache import cached_array
 
 
 __all__ = [
@@ -62,6 +62,11 @@ RESOURCES = Path(__file__).resolve().parent / "resources"
 DEFAULT_TEMPLATES: Tuple[str, ...] = ("a photo of a {}.",)  # the prompt of MLL Sec. 5.2
 
 ClassPrompts = Union[Sequence[str], Sequence[Sequence[str]]]
+
+
+def _describe(obj) -> str:
+    from data.fingerprint import describe
+    return describe(obj)
 
 
 def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -88,6 +93,16 @@ class VLM(abc.ABC):
     def image_feature_key(self) -> str:
         """Identifier of the first image stage: VLMs with equal keys share :meth:`image_features`."""
         return self.name
+
+    def image_stage_record(self) -> dict:
+        """What :meth:`image_features` is computed from: the ``made_from`` part of its cache entries
+        (:func:`cached_image_features`, :class:`mll.labeling.ImageFeatureCache`). VLMs with one
+        ``image_feature_key`` give equal records (they share the entries)."""
+        return {"key": self.image_feature_key}
+
+    def text_stage_record(self) -> dict:
+        """What :meth:`encode_texts` is computed from (the node-text cache's ``made_from`` part)."""
+        return {"vlm": self.name}
 
     @abc.abstractmethod
     def image_features(self, images: Sequence) -> np.ndarray:
@@ -207,32 +222,38 @@ def image_features_batched(vlm: VLM, images: Sequence, *, desc: str = "", progre
 
 
 def cached_image_features(vlm: VLM, image_set_key: str, load_images: Callable[[], Sequence],
-                          cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False) -> np.ndarray:
+                          cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False,
+                          images_record: Optional[dict] = None) -> np.ndarray:
     """(N, F) first image stage of an image set, cached on disk.
 
     ``image_set_key`` names the (ordered) image set, ``load_images()`` returns its images and is
     only called on a cache miss. The features are written atomically to
     ``{cache_dir}/mll/image_features/{image_set_key}/{vlm.image_feature_key}.npy`` and shared by
-    every VLM with the same key (e.g. all ConSE stand-ins and aligned models of one backbone).
-    ``cache_dir=None`` disables the cache."""
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / "mll" / "image_features" / image_set_key / f"{vlm.image_feature_key}.npy"
-        if path.is_file():
-            return np.load(path, allow_pickle=False)
-    images = list(load_images())
-    if not images:
-        raise ValueError(f"image set {image_set_key!r} is empty")
-    feats = image_features_batched(vlm, images, desc=f"{vlm.image_feature_key} on {image_set_key}", progress=progress)
-    if path is not None:
-        atomic_save_npy(path, feats.astype(np.float32))
-    return feats
+    every VLM with the same key (e.g. all ConSE stand-ins and aligned models of one backbone). The
+    entry's record holds ``{"images": image_set_key, "images_record": images_record (e.g. the
+    dataset fingerprint of :meth:`mll.tasks.TargetTask.record`), "image_stage":
+    vlm.image_stage_record()}``; an entry made from anything else is recomputed
+    (:func:`data.cache.cached_array`). ``cache_dir=None`` disables the cache."""
+    def compute() -> np.ndarray:
+        images = list(load_images())
+        if not images:
+            raise ValueError(f"image set {image_set_key!r} is empty")
+        return image_features_batched(vlm, images, desc=f"{vlm.image_feature_key} on {image_set_key}",
+                                      progress=progress).astype(np.float32)
+
+    if cache_dir is None:
+        return compute()
+    path = Path(cache_dir) / "mll" / "image_features" / image_set_key / f"{vlm.image_feature_key}.npy"
+    made_from = {"images": image_set_key, "images_record": images_record, "image_stage": vlm.image_stage_record()}
+    return cached_array(path, made_from, compute, what="image features")
 
 
 def cached_image_embeddings(vlm: VLM, image_set_key: str, load_images: Callable[[], Sequence],
-                            cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False) -> np.ndarray:
+                            cache_dir: Optional[str | os.PathLike] = None, *, progress: bool = False,
+                            images_record: Optional[dict] = None) -> np.ndarray:
     """(N, E) embeddings of an image set: :func:`cached_image_features` then the model's second stage."""
     return vlm.embed_image_features(cached_image_features(vlm, image_set_key, load_images, cache_dir,
+                                                          images_record=images_record,
                                                           progress=progress))
 
 
@@ -383,8 +404,26 @@ class PackagedParts:
         self._backbone = backbone
         self._text_encoder = text_encoder
         self.text_encoder_name = text_encoder_name
+        self._custom_parts = {"backbone": backbone, "text_encoder": text_encoder}
         self._text_memo: Dict[str, np.ndarray] = (_TEXT_MEMOS.setdefault(text_encoder_name, {})
                                                   if text_encoder is None else {})
+
+    def _part_record(self, part: str) -> dict:
+        """The packaged model behind ``part`` (registry name and documented weights), or the
+        description of an object passed in instead."""
+        custom = self._custom_parts[part]
+        if custom is not None:
+            return {"custom": _describe(custom)}
+        if part == "backbone":
+            from models import model_info
+            return {"model": self.backbone_name, "weights": model_info(self.backbone_name).weights}
+        return {"encoder": self.text_encoder_name}
+
+    def image_stage_record(self) -> dict:
+        return {"key": self.image_feature_key, "backbone": self._part_record("backbone")}
+
+    def text_stage_record(self) -> dict:
+        return {"text_encoder": self._part_record("text_encoder")}
 
     @property
     def backbone(self):
@@ -451,21 +490,25 @@ class ConSEVLM(PackagedParts, VLM):
     def label_embeddings(self) -> np.ndarray:
         """(1000, E): u_j = normalised mean over the templates of the embedding of ImageNet class j.
 
-        Cached on disk (atomically) under ``{cache_dir}/mll/text/{encoder}/imagenet-{style}-{hash of
-        the templates}.npy`` when ``cache_dir`` is set and the default text encoder is used."""
+        Cached on disk under ``{cache_dir}/mll/text/{encoder}/imagenet-{style}-{hash of the
+        templates}.npy`` when ``cache_dir`` is set and the default text encoder is used, with the
+        texts, templates and encoder in its record (:func:`data.cache.cached_array`)."""
         if self._label_embeddings is None:
-            path = None
+            texts = imagenet_label_texts(self.config.label_style)
+
+            def compute() -> np.ndarray:
+                return self.class_embeddings([self.prompts_for(t) for t in texts])
+
             if self.cache_dir is not None and self._text_encoder is None:
+                from data.fingerprint import sha256_json
                 tag = hashlib.sha1("\x00".join(self.templates).encode()).hexdigest()[:10]
                 path = (Path(self.cache_dir) / "mll" / "text" / self.text_encoder_name
                         / f"imagenet-{self.config.label_style}-{tag}.npy")
-            if path is not None and path.is_file():
-                self._label_embeddings = np.load(path, allow_pickle=False)
+                made_from = {"text_stage": self.text_stage_record(), "label_style": self.config.label_style,
+                             "templates": list(self.templates), "texts_sha256": sha256_json(texts)}
+                self._label_embeddings = cached_array(path, made_from, compute, what="ImageNet label embeddings")
             else:
-                texts = imagenet_label_texts(self.config.label_style)
-                self._label_embeddings = self.class_embeddings([self.prompts_for(t) for t in texts])
-                if path is not None:
-                    atomic_save_npy(path, self._label_embeddings)
+                self._label_embeddings = compute()
         return self._label_embeddings
 
     def embed_image_features(self, features: np.ndarray) -> np.ndarray:
@@ -548,12 +591,27 @@ class OpenCLIPVLM(VLM):
         if not path.is_file():
             raise FileNotFoundError(f"open_clip weight file {path} does not exist")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.weights_file = path
         model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path), device=self.device)
         model.eval()
         self.model, self.preprocess = model, preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
         self.logit_scale = float(model.logit_scale.exp().item())
         self.batch_size = int(batch_size)
+
+    def _weights_record(self) -> dict:
+        """The weight file by name, size and modification time (hashing hundreds of MB per run
+        would cost more than the features it guards)."""
+        st = self.weights_file.stat()
+        return {"name": self.name, "weights_file": self.weights_file.name, "bytes": int(st.st_size),
+                "mtime_ns": int(st.st_mtime_ns)}
+
+    def image_stage_record(self) -> dict:
+        return {"key": self.image_feature_key, "weights": self._weights_record(),
+                "preprocess": _describe(self.preprocess)}
+
+    def text_stage_record(self) -> dict:
+        return {"weights": self._weights_record()}
 
     def image_features(self, images: Sequence) -> np.ndarray:
         import torch

@@ -70,3 +70,20 @@ def test_entry_lock_is_exclusive_between_processes(tmp_path):
     assert out.strip() == "held"
     out = subprocess.run([sys.executable, "-c", code, lock_file], capture_output=True, text=True).stdout
     assert out.strip() == "free"
+
+
+def test_cached_array_reuses_only_what_matches_its_record(tmp_path):
+    from data.cache import cached_array
+    path, calls, notes = tmp_path / "a" / "x.npy", [], []
+
+    def compute(v):
+        return lambda: calls.append(v) or np.full(3, v, dtype=np.float32)
+
+    assert cached_array(path, {"m": 1}, compute(1.0), log=notes.append).tolist() == [1, 1, 1]
+    assert cached_array(path, {"m": 1}, compute(2.0), log=notes.append).tolist() == [1, 1, 1]   # reused
+    assert calls == [1.0] and notes == []
+    assert cached_array(path, {"m": 2}, compute(3.0), log=notes.append).tolist() == [3, 3, 3]   # other input
+    assert calls == [1.0, 3.0] and len(notes) == 1 and "made with a different m (1, now 2)" in notes[0]
+    path.write_bytes(path.read_bytes()[:-4])                                                   # damaged
+    assert cached_array(path, {"m": 2}, compute(4.0), log=notes.append).tolist() == [4, 4, 4]
+    assert "corrupt" in notes[-1]

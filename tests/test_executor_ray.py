@@ -122,8 +122,12 @@ HUB_MODELS = ["conse-lite0-names", "conse-lite1-names"]
 def test_offline_hub_labels_through_ray_are_byte_identical(ex, tmp_path):
     from mll.benchmark import offline_hub
     from mll.vlm import create_vlm
+    import mll.vlm
     serial, distributed = tmp_path / "serial", tmp_path / "ray"
     torch.set_num_threads(1)
+    # the process-wide text memo holds what earlier tests encoded in other batches (other padding,
+    # other rounding); the Ray workers start empty, so the serial run must too
+    mll.vlm._TEXT_MEMOS.clear()
     _, _, hub = offline_hub(cache_dir=serial, sources=HUB["sources"], images_per_node=2, random_state=0)
     for name in HUB_MODELS:                                  # the serial path of build_offline_benchmark
         hub.add_model(create_vlm(name, image_size=None, cache_dir=serial))
@@ -166,7 +170,7 @@ def _graph_rows(cache_dir, names):
     out = {}
     for name in names:
         vlm = create_vlm(name, image_size=None, cache_dir=cache_dir)
-        store = ImageFeatureCache(graph, vlm.image_feature_key, cache_dir)
+        store = ImageFeatureCache(graph, vlm.image_feature_key, cache_dir, stage=vlm.image_stage_record())
         refs = sorted({r for n in graph.nodes for r in graph.images_of(n)})
         store._load()
         out[name] = np.asarray(store.features)[store.rows(refs)]

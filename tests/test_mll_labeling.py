@@ -190,6 +190,66 @@ def test_image_stage_cache_is_shared(wn, tmp_path):
     assert np.load(files[0]).shape[0] == 5
 
 
+class RecordedVLM(FakeVLM):
+    """A FakeVLM whose image stage names the weights it was made from (as the packaged stand-ins do)."""
+
+    def __init__(self, name, wn, weights="w1"):
+        super().__init__(name, 0.0, wn)
+        self.weights = weights
+
+    def image_stage_record(self):
+        return {"key": self.image_feature_key, "weights": self.weights}
+
+    def text_stage_record(self):
+        return {"weights": self.weights}
+
+
+def test_caches_are_not_reused_for_other_weights(wn, tmp_path, capsys):
+    from mll.vlm import cached_image_features
+    g = make_graph(wn, n=3)
+    g.add_sources([FakeSource("s1", {DOG: 3})], expand=False)
+    # graph image features (grown rows): same weights -> reused; other weights -> dropped, with a note
+    label_nodes(RecordedVLM("A", wn), g, [DOG], cache_dir=tmp_path)
+    same = RecordedVLM("A", wn)
+    label_nodes(same, g, [DOG], cache_dir=tmp_path)
+    assert same.images_encoded == 0
+    other = RecordedVLM("A", wn, weights="w2")
+    label_nodes(other, g, [DOG], cache_dir=tmp_path)
+    assert other.images_encoded == 3 and "made with a different image_stage.weights" in capsys.readouterr().out
+    # an image set's features: keyed by name, checked against the images' record and the weights
+    images = [FakeImage(DOG, k) for k in range(4)]
+    kw = dict(cache_dir=tmp_path, images_record={"fingerprint": "f1"})
+    first = cached_image_features(RecordedVLM("A", wn), "set", lambda: images, **kw)
+    again = RecordedVLM("A", wn)
+    np.testing.assert_array_equal(cached_image_features(again, "set", lambda: images, **kw), first)
+    assert again.images_encoded == 0
+    for vlm, record in ((RecordedVLM("A", wn, weights="w2"), {"fingerprint": "f1"}),
+                        (RecordedVLM("A", wn), {"fingerprint": "f2"})):
+        cached_image_features(vlm, "set", lambda: images, cache_dir=tmp_path, images_record=record)
+        assert vlm.images_encoded == 4
+    assert "note: image features" in capsys.readouterr().out
+
+
+def test_node_text_cache_rows_survive_a_changed_text(wn, tmp_path):
+    """A re-encoded text (its definition changed) must not shift the rows of the others on reload."""
+    from mll.labeling import NodeTextCache
+    vlm = RecordedVLM("A", wn)
+    texts = {DOG: "a dog", TABBY: "a cat", GRAVEL: "stones"}
+    cache = NodeTextCache("A", wn, text=lambda _, w: texts[w], cache_dir=tmp_path, stage=vlm.text_stage_record())
+    cache.ensure(vlm, [DOG, TABBY, GRAVEL])
+    texts[DOG] = "a domestic dog"
+    assert cache.ensure(vlm, [DOG, TABBY, GRAVEL]) == [DOG]
+    want = cache.get(vlm, [DOG, TABBY, GRAVEL])
+    reloaded = NodeTextCache("A", wn, text=lambda _, w: texts[w], cache_dir=tmp_path, stage=vlm.text_stage_record())
+    fresh = RecordedVLM("A", wn)
+    fresh._encode_texts = None                                        # must not encode: all rows are stored
+    np.testing.assert_array_equal(reloaded.get(fresh, [DOG, TABBY, GRAVEL]), want)
+    np.testing.assert_allclose(want, l2_normalise(np.stack([text_vector(texts[w]) for w in (DOG, TABBY, GRAVEL)])),
+                               rtol=1e-6)
+    other = NodeTextCache("A", wn, text=lambda _, w: texts[w], cache_dir=tmp_path, stage={"weights": "w2"})
+    assert other.rows == {}                                           # other weights: nothing reused
+
+
 # -- the released graph ----------------------------------------------------------------------------
 def test_released_graph_lemma_nodes_and_direct_hyponyms(wn):
     g = make_graph(wn, n=6, construction="released", images_per_source=4)
