@@ -11,6 +11,7 @@ RESULTS_DIR. The embedded default (run_default.py) is the fast subset of this.
     .venv/bin/python run_offline_benchmark.py                               # everything the table covers
     .venv/bin/python run_offline_benchmark.py --ground-truth offline_probe   # against the linear probe
     .venv/bin/python run_offline_benchmark.py --ground-truth none --datasets digits   # rankings only
+    .venv/bin/python run_offline_benchmark.py --finished-cells    # interim: the v2 cells finished so far
 """
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=None, help=f"default: every model of the groups {MODEL_GROUPS}")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--ground-truth", default=GROUND_TRUTH, help="ground-truth group, or 'none'")
+    p.add_argument("--finished-cells", action="store_true",
+                   help="judge against the cells of the ground truth's partial-results file finished so far "
+                        "(an interim judgement while finetune.py fills it; datasets with < 2 finished cells are left out)")
     p.add_argument("--protocol-of", default=PROTOCOL_OF, help="ground-truth group whose protocol is used")
     p.add_argument("--metrics", nargs="+", default=METRICS)
     p.add_argument("--encoders", nargs="+", default=list(ENCODERS))
@@ -64,7 +68,22 @@ def main(argv=None) -> int:
 
     names = args.models or [m for g in MODEL_GROUPS for m in models.list_models(g)]
     truth = seeds = None
-    if args.ground_truth.lower() != "none":
+    group = None if args.ground_truth.lower() == "none" else args.ground_truth
+    if args.finished_cells:
+        from finetuning.results import read_results, read_seed_results
+        partial = PARTIAL_DIR / f"{args.ground_truth}.partial.json"
+        if group is None or not partial.is_file():
+            raise SystemExit(f"--finished-cells needs a ground truth with a partial-results file; {partial} does not exist")
+        truth = {d: row for d, row in read_results(partial)[1].items()
+                 if d in args.datasets and sum(models.target_allowed(m, d) and m in names for m in row) >= 2}
+        seeds = read_seed_results(partial)
+        if not truth:
+            raise SystemExit(f"{partial}: no dataset of {args.datasets} has 2 finished cells yet")
+        args.datasets = [d for d in args.datasets if d in truth]
+        group = f"{args.ground_truth} (finished cells of {partial.name})"
+        print(f"interim judgement: {sum(len(r) for r in truth.values())} finished cells of {partial.name} "
+              f"({', '.join(f'{d} {len(r)}' for d, r in truth.items())})")
+    elif group is not None:
         if args.ground_truth not in list_groups():
             raise SystemExit(f"ground-truth group {args.ground_truth!r} is not there yet (have: {', '.join(list_groups())}); "
                              f"finetune.py fills offline_zoo_v2 in chunks (data/ground_truth/partial/); "
@@ -82,7 +101,7 @@ def main(argv=None) -> int:
         result, boot = run_offline_benchmark(
             names, args.datasets, config=config, cache_dir=args.cache_dir, results_dir=args.results_dir,
             encoders=args.encoders, metrics=args.metrics, ground_truth=truth,
-            group=None if truth is None else args.ground_truth, seeds=seeds, n_boot=args.n_boot,
+            group=group if truth is not None else None, seeds=seeds, n_boot=args.n_boot,
             batch_size=args.batch_size, random_state=args.random_state, progress=not args.quiet)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None

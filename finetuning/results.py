@@ -115,3 +115,15 @@ def read_results(path: str | Path) -> tuple:
     protocol = {k: v for k, v in doc["protocol"].items() if k != "description"}
     table = {d: {m: float(r["test_acc"]) for m, r in row.items()} for d, row in doc["runs"].items()}
     return FinetuneConfig.from_dict(protocol), table
+
+
+def read_seed_results(path: str | Path) -> dict:
+    """``{dataset: {model: [test accuracy of each seed]}}`` of the finished cells of a partial-results
+    file or table (their ``test_acc_seeds``; a cell without them is left out)."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    out: dict = {}
+    for d, row in doc.get("runs", {}).items():
+        for m, r in row.items():
+            if r.get("test_acc_seeds"):
+                out.setdefault(d, {})[m] = [float(v) for v in r["test_acc_seeds"]]
+    return out
