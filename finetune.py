@@ -1,6 +1,7 @@
 """Fine-tuned ground truth of the offline model zoo: writes data/ground_truth/offline_zoo_v2.json.
 
     nice -n 10 .venv/bin/python finetune.py --stop-after-minutes 60     # a chunk; re-run to continue
+    .venv/bin/python finetune.py --status                               # how far it is, the cost left
     .venv/bin/python finetune.py --models efficientnet_lite0 dinov2_s --datasets digits --epochs 2 \
         --n-seeds 1 --output /tmp/t.json                                 # a quick partial table
 
@@ -77,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="start no training run after this many minutes (finished runs are kept)")
     p.add_argument("--estimate", action="store_true",
                    help="only time one run per model (random inputs) and project the table's cost")
+    p.add_argument("--status", action="store_true",
+                   help="only report how far the partial-results file is and the cost left (trains nothing)")
     p.add_argument("--restart", action="store_true", help="discard the partial results and start over")
     p.add_argument("--no-progress", action="store_true")
     add_executor_arguments(p)           # --executor ray: one Ray task per (model, dataset) cell
@@ -111,6 +114,24 @@ def estimate(models, datasets, config: FinetuneConfig) -> dict:
     return {"timings": timings, "projection": proj}
 
 
+def status(partial: Path, models, datasets, config: FinetuneConfig) -> dict:
+    """How far ``partial`` is (finetuning.cost.table_progress) for this configuration's table."""
+    import json
+
+    import data
+    from finetuning.cost import format_progress, table_progress
+    from finetuning.protocol import excluded
+    from finetuning.results import ResultsStore
+
+    if not partial.is_file():
+        raise SystemExit(f"no partial-results file {partial} yet: nothing has been fine-tuned under this protocol")
+    ResultsStore(partial, config)                  # refuses a file measured under another protocol
+    classes = {d: len(data.get_dataset(d, split="train").classes) for d in datasets}
+    progress = table_progress(json.loads(partial.read_text(encoding="utf-8")), models, classes, config, skip=excluded)
+    print(f"{partial}:\n{format_progress(progress)}")
+    return progress
+
+
 def main(argv=None):
     from finetuning.protocol import excluded
 
@@ -119,6 +140,8 @@ def main(argv=None):
     if args.estimate:
         return estimate(args.models, args.datasets, config)
     partial = args.partial or PARTIAL_DIR / f"{args.output.stem}.partial.json"
+    if args.status:
+        return status(partial, args.models, args.datasets, config)
     if args.restart and partial.exists():
         partial.unlink()
     t0 = time.perf_counter()

@@ -9,11 +9,13 @@ projects one full run of the protocol on a dataset with ``num_classes`` classes:
 
 :func:`project_table` multiplies by the runs of one (model, dataset) cell:
 ``len(lrs) + extensions + (n_seeds - 1)`` (``extensions`` = expected grid extensions, stated).
+:func:`table_progress` says how far a partial-results file is and what is left, priced by the
+finished runs' own times.
 """
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
@@ -22,7 +24,7 @@ from .engine import predict, train_model
 from .protocol import _native_hw, protocol_input_size
 from .runner import ModelFactory, default_model_factory
 
-__all__ = ["time_run", "project_table"]
+__all__ = ["time_run", "project_table", "table_progress", "format_progress"]
 
 
 def time_run(model_name: str, config: FinetuneConfig, *, num_classes: int = 10, n_images: int = 64,
@@ -74,3 +76,63 @@ def project_table(run_seconds: Mapping[str, float], datasets: Mapping[str, int],
                  for m, s in run_seconds.items()}
     return {"runs_per_cell": runs_per_cell, "per_model_s": per_model, "total_s": round(sum(per_model.values()), 0)}
 
+
+
+def table_progress(doc: Mapping, models: Sequence[str], datasets: Mapping[str, int], config: FinetuneConfig, *,
+                   skip: Optional[Callable[[str, str], bool]] = None, extensions: float = 1.0) -> dict:
+    """How far the table of ``models`` x ``datasets`` is in a partial-results document ``doc``
+    (``{"runs", "trials"}`` of :class:`finetuning.results.ResultsStore`) and what is left.
+
+    ``datasets``: dataset -> number of classes. A cell is ``done`` (its record is in ``runs``),
+    ``started`` (some of its training runs are in ``trials``) or ``todo``; ``skip(model, dataset)``
+    cells are ``excluded``. What is left is priced per model by the median time of its finished
+    runs scaled to 10 classes (so under the load they ran in), for the runs a cell still lacks out
+    of :func:`project_table`'s ``runs_per_cell``; models without a finished run are listed under
+    ``unpriced``. Returns ``{"cells": {dataset: {model: status}}, "counts": {status: n},
+    "left_s": seconds, "unpriced": [models], "run_s": {model: seconds per 10-class run}}``.
+    """
+    import numpy as np
+
+    runs, trials = doc.get("runs", {}), doc.get("trials", {})
+    per_run: dict = {}
+    for d, row in trials.items():
+        for m, ts in row.items():
+            if d in datasets:
+                per_run.setdefault(m, []).extend(float(t["seconds"]) * 10 / datasets[d] for t in ts.values())
+    run_s = {m: float(np.median(v)) for m, v in per_run.items() if v}
+    runs_per_cell = len(config.lrs) + extensions + (config.n_seeds - 1)
+    cells: dict = {}
+    counts = {"done": 0, "started": 0, "todo": 0, "excluded": 0}
+    left, unpriced = 0.0, []
+    for d, k in datasets.items():
+        for m in models:
+            if skip is not None and skip(m, d):
+                status = "excluded"
+            elif m in runs.get(d, {}):
+                status = "done"
+            else:
+                n_done = len(trials.get(d, {}).get(m, {}))
+                status = "started" if n_done else "todo"
+                if m in run_s:
+                    left += max(runs_per_cell - n_done, 1) * run_s[m] * k / 10
+                elif m not in unpriced:
+                    unpriced.append(m)
+            cells.setdefault(d, {})[m] = status
+            counts[status] += 1
+    return {"cells": cells, "counts": counts, "left_s": round(left, 0), "unpriced": unpriced, "run_s": run_s}
+
+
+def format_progress(progress: Mapping) -> str:
+    """A few lines for :func:`table_progress`'s result: counts per dataset, the cells not done, the cost left."""
+    c = progress["counts"]
+    filled = c["done"] + c["started"] + c["todo"]
+    lines = [f"{c['done']} of {filled} cells done ({c['started']} started, {c['todo']} not started, "
+             f"{c['excluded']} excluded)"]
+    for d, row in progress["cells"].items():
+        open_ = [f"{m}{' (started)' if s == 'started' else ''}" for m, s in row.items() if s in ("started", "todo")]
+        done = sum(s == "done" for s in row.values())
+        lines.append(f"  {d}: {done} done" + (f"; left: {', '.join(open_)}" if open_ else ""))
+    lines.append(f"left: about {progress['left_s'] / 3600:.1f} h of one core at the finished runs' own speed"
+                 + (f", plus the cells of {', '.join(progress['unpriced'])} (no finished run to price them)"
+                    if progress["unpriced"] else ""))
+    return "\n".join(lines)

@@ -316,3 +316,22 @@ def test_check_input_size_names_the_model_and_size():
         check_input_size(NeedsBig(), torch.zeros(4, 3, 4, 4), 3, name="toy")
     with pytest.raises(ValueError, match="expected \\(2, 5\\)"):
         check_input_size(TinyNet(3, 4), torch.zeros(4, 3, 8, 8), 5, name="toy")
+
+
+def test_table_progress_counts_cells_and_prices_what_is_left():
+    from finetuning.cost import format_progress, table_progress
+    cfg = FinetuneConfig(lrs=(1e-3, 1e-2), n_seeds=2, **{k: v for k, v in FAST.items()})   # 2 + 1 + 1 = 4 runs/cell
+    trial = lambda s: {"seconds": s}                                                   # noqa: E731
+    doc = {"runs": {"a": {"m1": {}}},
+           "trials": {"a": {"m1": {"x": trial(10.0), "y": trial(30.0)}, "m2": {"x": trial(40.0)}}}}
+    skip = lambda m, d: m == "m3" and d == "b"                                          # noqa: E731
+    out = table_progress(doc, ["m1", "m2", "m3"], {"a": 5, "b": 10}, cfg, skip=skip)
+    assert out["cells"] == {"a": {"m1": "done", "m2": "started", "m3": "todo"},
+                            "b": {"m1": "todo", "m2": "todo", "m3": "excluded"}}
+    assert out["counts"] == {"done": 1, "started": 1, "todo": 3, "excluded": 1}
+    # per 10-class run: m1 median(20, 60) = 40 s, m2 80 s (dataset a has 5 classes)
+    assert out["run_s"] == {"m1": 40.0, "m2": 80.0}
+    # left: m2 on a 3 runs x 80 x 0.5, m1 on b 4 x 40, m2 on b 4 x 80; m3 never ran: unpriced
+    assert out["left_s"] == 3 * 80 * 0.5 + 4 * 40 + 4 * 80 and out["unpriced"] == ["m3"]
+    text = format_progress(out)
+    assert text.startswith("1 of 5 cells done (1 started, 3 not started, 1 excluded)") and "m3" in text
