@@ -263,9 +263,15 @@ class AlignedVLM(PackagedParts, VLM):
             pool = fit_pool(part.dataset, self.random_state)
             flat = pool.ravel()
             valid = flat[flat >= 0]
+            record = None
+            if self.cache_dir is not None:
+                from torch.utils.data import Subset
+
+                from data.fingerprint import dataset_record
+                record = {"dataset": dataset_record(Subset(ds, [int(i) for i in valid]))}
             pool_feats = cached_image_features(self, _pool_key(part.dataset, self.random_state),
                                                lambda: [ds[int(i)][0] for i in valid], self.cache_dir,
-                                               progress=self.progress)
+                                               progress=self.progress, images_record=record)
             row_of = {int(i): r for r, i in enumerate(valid)}
             classes = list(ds.classes) if part.classes is None else list(part.classes)
             text = class_text_targets(self.encode_texts, part.dataset, classes)
