@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     import models
     from data.ground_truth import ground_truth_seeds, list_groups, load_ground_truth
     from evaluation import save_results
-    from evaluation.offline_benchmark import protocol_of, run_offline_benchmark
+    from evaluation.offline_benchmark import finished_cells, protocol_of, run_offline_benchmark
     from evaluation.report import format_bootstrap, print_report, write_report
     from evaluation.results import save_bootstrap
 
@@ -70,19 +70,16 @@ def main(argv=None) -> int:
     truth = seeds = None
     group = None if args.ground_truth.lower() == "none" else args.ground_truth
     if args.finished_cells:
-        from finetuning.results import read_results, read_seed_results
-        partial = PARTIAL_DIR / f"{args.ground_truth}.partial.json"
-        if group is None or not partial.is_file():
-            raise SystemExit(f"--finished-cells needs a ground truth with a partial-results file; {partial} does not exist")
-        truth = {d: row for d, row in read_results(partial)[1].items()
-                 if d in args.datasets and sum(models.target_allowed(m, d) and m in names for m in row) >= 2}
-        seeds = read_seed_results(partial)
-        if not truth:
-            raise SystemExit(f"{partial}: no dataset of {args.datasets} has 2 finished cells yet")
-        args.datasets = [d for d in args.datasets if d in truth]
-        group = f"{args.ground_truth} (finished cells of {partial.name})"
-        print(f"interim judgement: {sum(len(r) for r in truth.values())} finished cells of {partial.name} "
-              f"({', '.join(f'{d} {len(r)}' for d, r in truth.items())})")
+        if group is None:
+            raise SystemExit("--finished-cells needs a ground-truth group with a partial-results file, not 'none'")
+        try:
+            truth, seeds = finished_cells(args.ground_truth, PARTIAL_DIR, names, args.datasets)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"--finished-cells: {err}") from None
+        args.datasets = list(truth)
+        group = f"{args.ground_truth} (finished cells of {args.ground_truth}.partial.json)"
+        print(f"interim judgement: {sum(len(r) for r in truth.values())} finished cells of "
+              f"{args.ground_truth}.partial.json ({', '.join(f'{d} {len(r)}' for d, r in truth.items())})")
     elif group is not None:
         if args.ground_truth not in list_groups():
             raise SystemExit(f"ground-truth group {args.ground_truth!r} is not there yet (have: {', '.join(list_groups())}); "

@@ -22,7 +22,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from .runner import EvaluationResult, evaluate
 from .uncertainty import BootstrapResult, bootstrap_rank_measures
 
-__all__ = ["protocol_of", "benchmark_cells", "run_offline_benchmark"]
+__all__ = ["protocol_of", "finished_cells", "benchmark_cells", "run_offline_benchmark"]
 
 
 def protocol_of(group: str, partial_dir: str | os.PathLike):
@@ -44,6 +44,28 @@ def protocol_of(group: str, partial_dir: str | os.PathLike):
     if not isinstance(protocol, Mapping):
         raise ValueError(f"{partial} records no fine-tuning protocol")
     return FinetuneConfig.from_dict(protocol)
+
+
+def finished_cells(group: str, partial_dir: str | os.PathLike, models: Sequence[str],
+                   datasets: Sequence[str]) -> Tuple[dict, dict]:
+    """``(truth, seeds)`` from the cells of ``partial_dir/{group}.partial.json`` finished so far (an
+    interim ground truth while ``finetune.py`` fills the table), restricted to ``models`` and to the
+    ``datasets`` with at least 2 finished, allowed cells among them (the others are left out).
+    ``FileNotFoundError`` naming the file; ``ValueError`` when no dataset qualifies."""
+    from finetuning.results import read_finished
+    from models import target_allowed
+
+    partial = Path(partial_dir) / f"{group}.partial.json"
+    _, table, seeds = read_finished(partial)
+    wanted = set(models)
+    truth = {}
+    for d in datasets:
+        row = {m: v for m, v in table.get(d, {}).items() if m in wanted and target_allowed(m, d)}
+        if len(row) >= 2:
+            truth[d] = row
+    if not truth:
+        raise ValueError(f"{partial}: no dataset of {list(datasets)} has 2 finished cells yet")
+    return truth, {d: {m: seeds[d][m] for m in row if m in seeds.get(d, {})} for d, row in truth.items()}
 
 
 def benchmark_cells(models: Sequence[str], datasets: Sequence[str],

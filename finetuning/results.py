@@ -106,6 +106,12 @@ def read_results(path: str | Path) -> tuple:
     """``(config, {dataset: {model: test_acc}})`` of a partial-results file or a finished table
     (its ``protocol`` and its finished runs' ``test_acc``), for comparing against a table that is
     still being filled."""
+    return read_finished(path)[:2]
+
+
+def read_finished(path: str | Path) -> tuple:
+    """:func:`read_results` plus ``{dataset: {model: [test accuracy of each seed]}}`` of the same
+    finished cells (their ``test_acc_seeds``; a cell without them is left out), read at once."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fine-tuning results not found: {path} (run finetune.py)")
@@ -114,16 +120,6 @@ def read_results(path: str | Path) -> tuple:
         raise ValueError(f"{path} is neither a partial-results file nor a fine-tuning table ('protocol', 'runs')")
     protocol = {k: v for k, v in doc["protocol"].items() if k != "description"}
     table = {d: {m: float(r["test_acc"]) for m, r in row.items()} for d, row in doc["runs"].items()}
-    return FinetuneConfig.from_dict(protocol), table
-
-
-def read_seed_results(path: str | Path) -> dict:
-    """``{dataset: {model: [test accuracy of each seed]}}`` of the finished cells of a partial-results
-    file or table (their ``test_acc_seeds``; a cell without them is left out)."""
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    out: dict = {}
-    for d, row in doc.get("runs", {}).items():
-        for m, r in row.items():
-            if r.get("test_acc_seeds"):
-                out.setdefault(d, {})[m] = [float(v) for v in r["test_acc_seeds"]]
-    return out
+    seeds = {d: {m: [float(v) for v in r["test_acc_seeds"]] for m, r in row.items() if r.get("test_acc_seeds")}
+             for d, row in doc["runs"].items()}
+    return FinetuneConfig.from_dict(protocol), table, {d: row for d, row in seeds.items() if row}

@@ -47,6 +47,7 @@ import numpy as np
 
 from common import Registry
 from data.cache import cached_array
+from data.fingerprint import describe
 
 
 __all__ = [
@@ -62,11 +63,6 @@ RESOURCES = Path(__file__).resolve().parent / "resources"
 DEFAULT_TEMPLATES: Tuple[str, ...] = ("a photo of a {}.",)  # the prompt of MLL Sec. 5.2
 
 ClassPrompts = Union[Sequence[str], Sequence[Sequence[str]]]
-
-
-def _describe(obj) -> str:
-    from data.fingerprint import describe
-    return describe(obj)
 
 
 def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -413,7 +409,7 @@ class PackagedParts:
         description of an object passed in instead."""
         custom = self._custom_parts[part]
         if custom is not None:
-            return {"custom": _describe(custom)}
+            return {"custom": describe(custom)}
         if part == "backbone":
             from models import model_info
             return {"model": self.backbone_name, "weights": model_info(self.backbone_name).weights}
@@ -608,7 +604,7 @@ class OpenCLIPVLM(VLM):
 
     def image_stage_record(self) -> dict:
         return {"key": self.image_feature_key, "weights": self._weights_record(),
-                "preprocess": _describe(self.preprocess)}
+                "preprocess": describe(self.preprocess)}
 
     def text_stage_record(self) -> dict:
         return {"weights": self._weights_record()}

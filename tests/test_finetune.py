@@ -266,14 +266,15 @@ def test_run_benchmark_resumes_and_writes_schema(tmp_path):
 
 
 def test_finished_cells_of_a_partial_file_with_their_seeds(tmp_path):
-    from finetuning.results import read_results, read_seed_results
+    from finetuning.results import read_finished, read_results
     cfg = FinetuneConfig(lrs=(1e-2,), n_seeds=2, **{k: v for k, v in FAST.items()})
     partial = tmp_path / "partial.json"
     rec = finetune_pair("tiny_a", "colours", cfg, model_factory=CountingFactory(), dataset_getter=colour_getter,
                         progress=False)
     ResultsStore(partial, cfg).put(rec)
     config, table = read_results(partial)
-    seeds = read_seed_results(partial)
+    assert read_finished(partial)[:2] == (config, table)
+    seeds = read_finished(partial)[2]
     assert config == cfg and table == {"colours": {"tiny_a": rec["test_acc"]}}
     assert seeds == {"colours": {"tiny_a": rec["test_acc_seeds"]}} and len(rec["test_acc_seeds"]) == 2
     assert np.mean(seeds["colours"]["tiny_a"]) == pytest.approx(table["colours"]["tiny_a"])

@@ -103,3 +103,24 @@ def test_probe_table_and_its_agreement_recompute():
         for name, agree in doc["agreement"].get(dataset, {}).items():
             if name in ("offline_zoo",):
                 assert agree["kendall_tau"] == rank_agreement(row, load_ground_truth(name)[dataset])
+
+
+def test_finished_cells_keep_allowed_cells_of_datasets_with_two(tmp_path):
+    import json
+
+    from evaluation.offline_benchmark import finished_cells
+    from finetuning import FinetuneConfig
+    run = lambda seeds: {"test_acc": sum(seeds) / len(seeds), "test_acc_seeds": seeds}   # noqa: E731
+    doc = {"protocol": FinetuneConfig().to_dict(), "trials": {},
+           "runs": {"fashion_mnist": {"efficientnet_lite0": run([80.0, 82.0]), "ocr_det": run([70.0, 71.0]),
+                                      "fmnist_resnet_e4": run([90.0, 90.0])},     # its own source: left out
+                    "mnist": {"ocr_det": run([95.0, 96.0])}}}                     # one cell: dataset left out
+    (tmp_path / "g.partial.json").write_text(json.dumps(doc))
+    names = ["efficientnet_lite0", "ocr_det", "fmnist_resnet_e4"]
+    truth, seeds = finished_cells("g", tmp_path, names, ["fashion_mnist", "mnist"])
+    assert truth == {"fashion_mnist": {"efficientnet_lite0": 81.0, "ocr_det": 70.5}}
+    assert seeds == {"fashion_mnist": {"efficientnet_lite0": [80.0, 82.0], "ocr_det": [70.0, 71.0]}}
+    with pytest.raises(ValueError, match="no dataset"):
+        finished_cells("g", tmp_path, names, ["mnist"])
+    with pytest.raises(FileNotFoundError, match="h.partial.json"):
+        finished_cells("h", tmp_path, names, ["mnist"])
