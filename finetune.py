@@ -116,8 +116,6 @@ def estimate(models, datasets, config: FinetuneConfig) -> dict:
 
 def status(partial: Path, models, datasets, config: FinetuneConfig) -> dict:
     """How far ``partial`` is (finetuning.cost.table_progress) for this configuration's table."""
-    import json
-
     import data
     from finetuning.cost import format_progress, table_progress
     from finetuning.protocol import excluded
@@ -125,9 +123,9 @@ def status(partial: Path, models, datasets, config: FinetuneConfig) -> dict:
 
     if not partial.is_file():
         raise SystemExit(f"no partial-results file {partial} yet: nothing has been fine-tuned under this protocol")
-    ResultsStore(partial, config)                  # refuses a file measured under another protocol
+    doc = ResultsStore(partial, config).document()  # refuses a file measured under another protocol
     classes = {d: len(data.get_dataset(d, split="train").classes) for d in datasets}
-    progress = table_progress(json.loads(partial.read_text(encoding="utf-8")), models, classes, config, skip=excluded)
+    progress = table_progress(doc, models, classes, config, skip=excluded)
     print(f"{partial}:\n{format_progress(progress)}")
     return progress
 

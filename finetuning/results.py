@@ -71,6 +71,10 @@ class ResultsStore:
             atomic_save_json(self.path, {"protocol": self.config.to_dict(), "runs": self._runs,
                                          "trials": self._trials})
 
+    def document(self) -> dict:
+        """``{"protocol", "runs", "trials"}`` as read and merged so far (a copy: the caller may keep it)."""
+        return json.loads(json.dumps({"protocol": self.config.to_dict(), "runs": self._runs, "trials": self._trials}))
+
     def __len__(self) -> int:
         return sum(len(row) for row in self._runs.values())
 

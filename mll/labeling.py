@@ -33,8 +33,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from common import Registry
-from data.cache import (atomic_save_json, check_entry, entry_lock, remove_stale_temps, save_entry, save_json_entry,
-                        stale_note)
+from data.cache import (atomic_save_json, check_entry, entry_lock, load_entry, load_json, read_record,
+                        remove_stale_temps, save_entry, save_json_entry, stale_note)
 
 from .graph import ImageRef, SampleSource, SemanticGraph
 from .vlm import VLM, image_features_batched, l2_normalise
@@ -213,10 +213,14 @@ class NodeTextCache:
     """Unit text embeddings of one model for node texts ``text(wordnet, wnid)`` (default: the
     WordNet definition), grown wnid by wnid and graph independent.
 
-    With ``cache_dir``: ``{cache_dir}/mll/node_text/{tag}/{model}.npy`` and ``.json`` holding
-    ``[[wnid, text], ...]`` per row; a row is reused only while its text still matches, and the
-    rows only while their record's ``{"model", "tag", "text_stage"}`` (``stage``:
-    :meth:`mll.vlm.VLM.text_stage_record`) matches: else they are dropped, with a note."""
+    With ``cache_dir``: ``{cache_dir}/mll/node_text/{tag}/{model}.npy`` (row i) and its index
+    ``.json`` (``[[wnid, text], ...]``, entry i). A row is reused only while its text still matches,
+    and the rows only while the record's ``{"model", "tag", "text_stage"}`` (``stage``:
+    :meth:`mll.vlm.VLM.text_stage_record`) matches; the index's own record names the sha256 of the
+    rows it indexes, so an index that belongs to other rows (a writer killed between the two files,
+    an edited file) is noticed. Otherwise the rows are dropped, with a note. Reading and the
+    read-encode-write of :meth:`ensure` run under :func:`data.cache.entry_lock` of the rows, after
+    re-reading them: two runs sharing the directory never lose or misalign each other's rows."""
 
     def __init__(self, model: str, wordnet: WordNet, *, text=None, tag: str = "definitions",
                  cache_dir: Optional[str | os.PathLike] = None, stage: Optional[dict] = None):
@@ -227,40 +231,66 @@ class NodeTextCache:
         self.rows: Dict[str, Tuple[int, str]] = {}
         self.emb: Optional[np.ndarray] = None
         if self.base is not None:
-            npy, js = self.paths
-            if npy.is_file() and js.is_file():
-                check = check_entry(npy, self.made_from)
-                with open(js) as fh:
-                    entries = [tuple(e) for e in json.load(fh)]
-                emb = np.load(npy, allow_pickle=False) if check.valid else None
-                if emb is not None and emb.shape[0] >= len(entries):
-                    self.emb = emb[:len(entries)]
-                    self.rows = {w: (i, t) for i, (w, t) in enumerate(entries)}
-                else:
-                    why = check.reason or f"{emb.shape[0]} rows for {len(entries)} texts in {js.name}"
-                    print(stale_note("node-text embeddings", npy, why, "encoding the texts again"))
+            with entry_lock(self.paths[0]):
+                self._read()
 
     @property
     def paths(self) -> Tuple[Path, Path]:
         return self.base / f"{self.model}.npy", self.base / f"{self.model}.json"
 
+    def _index_made_from(self, rows_sha256: str) -> dict:
+        return {**self.made_from, "rows_sha256": rows_sha256}
+
+    def _read(self) -> None:
+        """Replace the rows in memory by the stored ones (call under the lock)."""
+        npy, js = self.paths
+        if not (npy.is_file() or js.is_file()):
+            return
+        check = check_entry(npy, self.made_from)
+        why = check.reason or "its index file is missing"
+        if check.valid and js.is_file():
+            emb, rec = load_entry(npy)
+            index = check_entry(js, self._index_made_from(rec["sha256"]))
+            entries = load_json(js) if index.valid else None
+            if entries is not None and len(entries) == emb.shape[0]:
+                self.emb = emb
+                self.rows = {w: (i, t) for i, (w, t) in enumerate(entries)}
+                return
+            why = (f"its index {js.name} does not belong to these rows ({index.reason})" if not index.valid
+                   else f"{emb.shape[0]} rows for {len(entries)} texts in {js.name}")
+        print(stale_note("node-text embeddings", npy, why, "encoding the texts again"))
+
     def ensure(self, vlm: VLM, wnids: Sequence[str]) -> List[str]:
         """Encode the texts of ``wnids`` not stored (or stored with another text); returns them."""
         texts = {w: self.text(self.wordnet, w) for w in dict.fromkeys(wnids)}
-        missing = [w for w, t in texts.items() if w not in self.rows or self.rows[w][1] != t]
+
+        def missing():
+            return [w for w, t in texts.items() if w not in self.rows or self.rows[w][1] != t]
+
+        if not missing():
+            return []
+        if self.base is None:
+            return self._encode(vlm, texts, missing())
+        npy, js = self.paths
+        with entry_lock(npy):
+            remove_stale_temps(npy)
+            remove_stale_temps(js)
+            self._read()                                 # what another writer may have added
+            todo = self._encode(vlm, texts, missing())
+            # compact: a re-encoded text leaves its old row behind; the files hold row i for entry i
+            order = sorted(self.rows.items(), key=lambda kv: kv[1][0])
+            self.emb = self.emb[[i for _, (i, _) in order]]
+            self.rows = {w: (j, t) for j, (w, (_, t)) in enumerate(order)}
+            save_entry(npy, self.emb, self.made_from)
+            save_json_entry(js, [[w, t] for w, (_, t) in order], self._index_made_from(read_record(npy)["sha256"]))
+        return todo
+
+    def _encode(self, vlm: VLM, texts: Dict[str, str], missing: List[str]) -> List[str]:
         if missing:
             new = vlm.encode_texts([texts[w] for w in missing])
             start = 0 if self.emb is None else self.emb.shape[0]
             self.emb = new if self.emb is None else np.concatenate([self.emb, new], axis=0)
             self.rows.update({w: (start + i, texts[w]) for i, w in enumerate(missing)})
-            if self.base is not None:
-                # compact: a re-encoded text leaves its old row behind; the files hold row i for entry i
-                order = sorted(self.rows.items(), key=lambda kv: kv[1][0])
-                self.emb = self.emb[[i for _, (i, _) in order]]
-                self.rows = {w: (j, t) for j, (w, (_, t)) in enumerate(order)}
-                npy, js = self.paths
-                save_entry(npy, self.emb, self.made_from)
-                atomic_save_json(js, [[w, t] for w, (_, t) in order])
         return missing
 
     def get(self, vlm: VLM, wnids: Sequence[str]) -> np.ndarray:
@@ -386,23 +416,29 @@ class ModelHub:
         return {"model": model, "graph": self.graph.name, "protocol": self.protocol.key,
                 "image_stage": vlm.image_stage_record(), "text_stage": vlm.text_stage_record()}
 
-    def _load(self, model: str) -> Dict[str, float]:
+    def _load(self, model: str, *, quiet: bool = False) -> Dict[str, float]:
         """The stored labels of ``model``, when its record says they were made by this model (image
-        and text stages), graph and protocol; else none (with a note: they are recomputed)."""
+        and text stages), graph and protocol; else none (with a note unless ``quiet``: they are
+        recomputed)."""
         path = self.label_path(model)
         if path is None or not path.is_file():
             return {}
         check = check_entry(path, self._label_made_from(model))
         if not check.valid:
-            print(stale_note("model labels", path, check.reason, "labeling again"))
+            if not quiet:
+                print(stale_note("model labels", path, check.reason, "labeling again"))
             return {}
-        with open(path) as fh:
-            stored = json.load(fh)
-        return {w: float(a) for w, a in stored["labels"].items()}
+        return {w: float(a) for w, a in load_json(path)["labels"].items()}
 
     def _save(self, model: str) -> None:
+        """Write the labels of ``model``, merged under :func:`data.cache.entry_lock` with what another
+        run sharing ``label_dir`` stored meanwhile (the record vouches for the same model, graph and
+        protocol, so the union is what either would have computed)."""
         path = self.label_path(model)
-        if path is not None:
+        if path is None:
+            return
+        with entry_lock(path):
+            self._labels[model] = {**self._load(model, quiet=True), **self._labels[model]}
             save_json_entry(path, {"model": model, "graph": self.graph.name, "protocol": self.protocol.key,
                                    "labels": self._labels[model]}, self._label_made_from(model))
 

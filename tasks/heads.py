@@ -123,10 +123,10 @@ def standard_stats(train: np.ndarray) -> tuple:
     return mean, np.where(std > 1e-8, std, 1.0)
 
 
-def standardiser(train: np.ndarray, stats: tuple = None) -> Callable[[np.ndarray], torch.Tensor]:
-    """``x -> (x - mean) / std`` with the per-column statistics of ``train`` (maps: per channel), or
-    the given ``stats`` = :func:`standard_stats` of it."""
-    mean, std = standard_stats(train) if stats is None else stats
+def standardiser(stats: tuple) -> Callable[[np.ndarray], torch.Tensor]:
+    """``x -> (x - mean) / std`` (float32 tensor) with ``stats = (mean, std)`` of
+    :func:`standard_stats` (per column; maps: per channel) of the fit rows."""
+    mean, std = stats
     return lambda x: torch.from_numpy(((np.asarray(x, dtype=np.float64) - mean) / std).astype(np.float32))
 
 
@@ -266,7 +266,7 @@ def head_ground_truth(candidates: Sequence[str], *, dataset: str, partial_path, 
         y_tr, y_te = target_of(train), target_of(test)
         i_tr, t_tr = inputs_of(cand, "train", train)
         i_te, t_te = inputs_of(cand, "test", test)
-        si, st = standardiser(i_tr[fit_idx]), standardiser(t_tr[fit_idx])
+        si, st = standardiser(standard_stats(i_tr[fit_idx])), standardiser(standard_stats(t_tr[fit_idx]))
         part = lambda idx: ((si(i_tr[idx]), st(t_tr[idx])), y_tr[idx])
         return select_lr(lambda: make_head(i_tr, t_tr, train), part(fit_idx), part(val_idx),
                          ((si(i_te), st(t_te)), y_te), loss_fn, score_fn, **_train_kwargs(protocol))
@@ -303,7 +303,7 @@ def finetuned_ground_truth(candidates: Sequence[str], *, dataset: str, partial_p
         i_tr, t_tr = inputs_of(cand, "train", train)
         i_te, t_te = inputs_of(cand, "test", test)
         stats = standard_stats(i_tr[fit_idx])
-        si, st = standardiser(i_tr[fit_idx], stats), standardiser(t_tr[fit_idx])
+        si, st = standardiser(stats), standardiser(standard_stats(t_tr[fit_idx]))
         frozen = lambda idx: ((si(i_tr[idx]), st(t_tr[idx])), y_tr[idx])
         lp, lp_head = select_lr(lambda: make_head(i_tr, t_tr, train), frozen(fit_idx), frozen(val_idx),
                                 ((si(i_te), st(t_te)), y_te), loss_fn, score_fn, lrs=probe["lrs"],

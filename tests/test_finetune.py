@@ -284,7 +284,12 @@ def test_resume_refuses_a_different_protocol(tmp_path):
     cfg = FinetuneConfig(lrs=(1e-2,), **FAST)
     partial = tmp_path / "partial.json"
     ResultsStore(partial, cfg).put({"model": "tiny_a", "dataset": "colours", "test_acc": 50.0})
-    assert ResultsStore(partial, cfg).has("tiny_a", "colours")
+    store = ResultsStore(partial, cfg)
+    assert store.has("tiny_a", "colours")
+    doc = store.document()
+    assert doc == json.loads(partial.read_text()) and doc["runs"]["colours"]["tiny_a"]["test_acc"] == 50.0
+    doc["runs"].clear()                                     # a copy: the store is untouched
+    assert store.has("tiny_a", "colours")
     with pytest.raises(ValueError, match="another protocol"):
         ResultsStore(partial, FinetuneConfig(lrs=(1e-3,), **FAST))
 

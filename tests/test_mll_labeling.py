@@ -250,6 +250,54 @@ def test_node_text_cache_rows_survive_a_changed_text(wn, tmp_path):
     assert other.rows == {}                                           # other weights: nothing reused
 
 
+def test_node_text_caches_of_two_runs_interleave_without_losing_or_misaligning_rows(wn, tmp_path, capsys):
+    """Two runs share the directory; each compacts and rewrites the rows. Neither may lose the
+    other's rows, and no row may end up under another wnid (the index is bound to its rows)."""
+    from mll.labeling import NodeTextCache
+    texts = {DOG: "a dog", TABBY: "a cat", GRAVEL: "stones", SANDAL: "a shoe", BRICK: "a brick"}
+    first = {w: t for w, t in texts.items()}
+    vlm = RecordedVLM("A", wn)
+    stage = vlm.text_stage_record()
+    run1 = NodeTextCache("A", wn, text=lambda _, w: first[w], cache_dir=tmp_path, stage=stage)
+    run2 = NodeTextCache("A", wn, text=lambda _, w: texts[w], cache_dir=tmp_path, stage=stage)
+    assert run1.ensure(vlm, [DOG, TABBY]) == [DOG, TABBY]
+    texts[DOG] = "a domestic dog"                                    # run 2 sees a newer definition
+    assert run2.ensure(vlm, [GRAVEL, DOG]) == [GRAVEL, DOG]          # re-reads run 1's rows: TABBY kept
+    assert run1.ensure(vlm, [SANDAL]) == [SANDAL]                    # run 1's stale memory is replaced
+    assert run2.ensure(vlm, [BRICK, TABBY]) == [BRICK]
+    fresh = RecordedVLM("A", wn)
+    fresh._encode_texts = None                                       # everything must be stored
+    reloaded = NodeTextCache("A", wn, text=lambda _, w: texts[w], cache_dir=tmp_path, stage=stage)
+    order = [DOG, TABBY, GRAVEL, SANDAL, BRICK]
+    np.testing.assert_allclose(reloaded.get(fresh, order),
+                               l2_normalise(np.stack([text_vector(texts[w]) for w in order])), rtol=1e-6)
+    assert "note:" not in capsys.readouterr().out
+    # a kill between the two files (rows rewritten, index not): noticed, never misread
+    npy, js = reloaded.paths
+    from data.cache import save_entry
+    save_entry(npy, np.load(npy)[::-1].copy(), reloaded.made_from)
+    again = NodeTextCache("A", wn, text=lambda _, w: texts[w], cache_dir=tmp_path, stage=stage)
+    assert again.rows == {} and "does not belong to these rows" in capsys.readouterr().out
+
+
+def test_labels_of_two_runs_sharing_a_label_dir_are_merged(wn, tmp_path):
+    g = make_graph(wn, n=3)
+    g.add_sources([FakeSource("s1", {DOG: 3, TABBY: 3, SANDAL: 3})], expand=False)
+    g_other = make_graph(wn, n=3)
+    g_other.add_sources([FakeSource("s1", {DOG: 3, TABBY: 3, SANDAL: 3})], expand=False)
+    proto = LabelingProtocol(4)
+    hub1 = ModelHub(g, protocol=proto, label_dir=tmp_path)
+    hub2 = ModelHub(g_other, protocol=proto, label_dir=tmp_path)
+    hub1.add_model(FakeVLM("A", 0.5, wn))
+    hub2.add_model(FakeVLM("A", 0.5, wn))                            # reads hub 1's labels: labels nothing
+    assert hub2.label("A") == hub1.label("A")
+    # hub 1 grows by one node, hub 2 (not knowing) by another: the file keeps both
+    hub1.add_sources([FakeSource("s2", {BRICK: 2})], expand=False)
+    hub2.add_sources([FakeSource("s3", {GRAVEL: 2})], expand=False)
+    stored = json.loads(hub1.label_path("A").read_text())["labels"]
+    assert {BRICK, GRAVEL} <= set(stored) and stored[BRICK] == hub1.label("A")[BRICK]
+
+
 # -- the released graph ----------------------------------------------------------------------------
 def test_released_graph_lemma_nodes_and_direct_hyponyms(wn):
     g = make_graph(wn, n=6, construction="released", images_per_source=4)
@@ -373,13 +421,16 @@ def test_definition_hub_is_growable(wn, tmp_path):
     # a new node on the cached hub: only its text and its images
     hub2.add_sources([FakeSource("s3", {GRAVEL: 2})])
     assert (a2.images_encoded, a2.texts_encoded) == (2, 1)
-    # a changed node text is re-encoded, not reused
-    stale = json.loads((tmp_path / "mll" / "node_text" / "definitions" / "A.json").read_text())
+    # an index edited behind the cache's back no longer belongs to its rows: every text is encoded again
+    index = tmp_path / "mll" / "node_text" / "definitions" / "A.json"
+    stale = json.loads(index.read_text())
     stale[0][1] = "something else"
-    (tmp_path / "mll" / "node_text" / "definitions" / "A.json").write_text(json.dumps(stale))
+    index.write_text(json.dumps(stale))
     a3 = DefinitionVLM("A", wn)
     ModelHub(g2, label_dir=tmp_path, cache_dir=tmp_path).add_model(a3)
-    assert a3.texts_encoded == 1 and a3.images_encoded == 0
+    assert a3.texts_encoded == len(stale) and a3.images_encoded == 0
+    a4 = DefinitionVLM("A", wn)
+    assert ModelHub(g2, label_dir=tmp_path, cache_dir=tmp_path).add_model(a4) == [] and a4.texts_encoded == 0
 
 
 # -- target probabilities: prompt and softmax scale ------------------------------------------------

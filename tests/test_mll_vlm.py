@@ -154,6 +154,17 @@ def test_openclip_loads_local_file(tmp_path):
         assert imgs.shape == (2, 16)
         np.testing.assert_allclose(np.linalg.norm(imgs, axis=1), 1.0, atol=1e-5)
         assert vlm.zero_shot_logits([image(1, 2)], ["a cat", "a dog"]).shape == (1, 2)
+        # the caches' record of the weights follows their content, not the file's size and mtime
+        import os
+        weights = folder / "open_clip_pytorch_model.bin"
+        before, st = vlm.image_stage_record(), weights.stat()
+        assert vlm.text_stage_record()["weights"] == before["weights"]
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 1
+        weights.write_bytes(bytes(data))
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert weights.stat().st_size == st.st_size and weights.stat().st_mtime_ns == st.st_mtime_ns
+        assert vlm.image_stage_record()["weights"] != before["weights"]
     finally:
         factory._MODEL_CONFIGS.pop("mll-test-tiny", None)
 

@@ -211,3 +211,21 @@ def test_fused_transformers_candidates_load_from_local_folders(tmp_path):
         assert x.shape == (48, 32) and np.isfinite(x).all()
     assert rec.extract(["vilt_itm"], cache_dir=tmp_path, encoders=("minilm",), weights_dir=weights, progress=False,
                        log=lambda m: None, n_scenes=6) == {"vilt_itm": "extracted"}
+
+
+def test_standardiser_uses_the_fit_rows_statistics_per_column_and_per_channel():
+    from tasks.heads import standard_stats, standardiser
+    rows = np.array([[1.0, 5.0], [3.0, 5.0]])                     # column 2 is constant: std 1
+    mean, std = standard_stats(rows)
+    np.testing.assert_array_equal(mean, [[2.0, 5.0]])
+    np.testing.assert_array_equal(std, [[1.0, 1.0]])
+    out = standardiser((mean, std))(np.array([[4.0, 7.0]]))
+    assert out.dtype == torch.float32 and out.tolist() == [[2.0, 2.0]]
+    maps = np.stack([np.full((2, 3, 3), v) for v in (0.0, 2.0)]).astype(np.float32)
+    maps[:, 1] *= 3                                                 # channel 1: values 0 and 6
+    m, s = standard_stats(maps)
+    assert m.shape == s.shape == (1, 2, 1, 1)
+    np.testing.assert_allclose(standardiser((m, s))(maps).numpy()[:, :, 0, 0], [[-1, -1], [1, 1]])
+    before = maps.copy()
+    standardiser((m, s))(maps)
+    np.testing.assert_array_equal(maps, before)                     # the caller's array is untouched
