@@ -9,8 +9,15 @@ made by ``finetune.py``): weighted tau, Kendall tau, Pearson, Rel@1 per dataset 
 bootstrap interval of the mean weighted tau (model subsets, plus seed noise where the table has
 seeds) with the significant differences, wall time per metric, PNG plots. Resumable: caches under CACHE_DIR, scores under RESULTS_DIR.
 
+FEATURES says which images the metrics score: "sampled" (N_PER_CLASS training images per class at
+each model's native input, the committed default against the v1 table) or "protocol" (the ground
+truth's own fine-tuning images through its pipeline, ``evaluation.offline_benchmark``: what protocol
+v2 is measured on). ``--finished-cells`` judges against the cells of a table still being filled.
+
     .venv/bin/python run_default.py                         # everything (about 10 minutes on 2 cores)
     .venv/bin/python run_default.py --datasets digits --n-per-class 30 --metrics emms logme
+    .venv/bin/python run_default.py --ground-truth offline_zoo_v2 --finished-cells \
+        --models efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 dinov2_s ocr_det ocr_rec ocr_cls
 """
 from __future__ import annotations
 
@@ -23,6 +30,10 @@ ROOT = Path(__file__).resolve().parent
 MODELS = None                        # None: the ground truth's models (else the whole offline zoo)
 DATASETS = ("fashion_mnist", "mnist", "digits", "textures")
 GROUND_TRUTH = "offline_zoo"         # data/ground_truth/offline_zoo.json (finetune.py)
+FEATURES = "sampled"                 # "sampled": N_PER_CLASS images of SPLIT at each model's native input (the
+                                     # v1 table); "protocol": the ground truth's own training images and 112 px
+                                     # pipeline (finetuning.protocol; what protocol v2 fine-tunes on)
+PARTIAL_DIR = ROOT / "data" / "ground_truth" / "partial"   # tables being filled (--finished-cells)
 METRICS = None                       # None: every registered metric (metrics.list_metrics())
 ENCODERS = ("minilm", "e5", "mpnet") # three packaged text encoders: EMMS with K = 3 (docs/encoders.md)
 SPLIT = "train"                      # transferability is measured on the target training data
@@ -42,6 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--ground-truth", default=GROUND_TRUTH,
                    help="ground-truth group to judge against; 'none' ranks without it")
+    p.add_argument("--features", choices=("sampled", "protocol"), default=FEATURES,
+                   help="sampled: --n-per-class images of --split at native resolution; protocol: the ground "
+                        "truth's fine-tuning images and pipeline (its recorded protocol)")
+    p.add_argument("--finished-cells", action="store_true",
+                   help="judge against the cells of the ground truth's partial-results file finished so far "
+                        "(interim, while finetune.py fills it; implies --features protocol)")
     p.add_argument("--metrics", nargs="+", default=METRICS, help="default: every registered metric")
     p.add_argument("--encoders", nargs="+", default=list(ENCODERS))
     p.add_argument("--split", default=SPLIT)
@@ -58,48 +75,65 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from data.ground_truth import list_groups, load_ground_truth
     from evaluation import save_results
     from evaluation.end_to_end import score_models
-    from data.ground_truth import ground_truth_seeds
+    from evaluation.offline_benchmark import judging_truth, protocol_of, run_offline_benchmark
     from evaluation.report import format_bootstrap, print_report, write_report
     from evaluation.results import save_bootstrap
     from evaluation.uncertainty import bootstrap_rank_measures
 
-    truth = None
+    import models
+    protocol = args.features == "protocol" or args.finished_cells
+    truth = seeds = group = None
     if args.ground_truth.lower() != "none":
-        if args.ground_truth not in list_groups():
-            raise SystemExit(f"ground-truth group {args.ground_truth!r} not found (have: {', '.join(list_groups())}); "
-                             "run finetune.py to make it, or pass --ground-truth none to rank without it")
-        table = load_ground_truth(args.ground_truth)
-        missing = [d for d in args.datasets if d not in table]
-        if missing:
-            raise SystemExit(f"ground truth {args.ground_truth!r} has no table for {missing}; "
-                             f"it covers {sorted(table)} (or pass --ground-truth none)")
-        truth = {d: table[d] for d in args.datasets}
+        try:
+            truth, seeds, group = judging_truth(args.ground_truth, PARTIAL_DIR, args.models or models.list_models(),
+                                                args.datasets, finished=args.finished_cells)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"error: {err}") from None
+        args.datasets = [d for d in args.datasets if d in truth]
+    elif protocol:
+        raise SystemExit("--features protocol / --finished-cells need a ground-truth group: its protocol defines "
+                         "the images (pass --features sampled to rank without one)")
     model_names = args.models
     if model_names is None:
-        import models
-        model_names = ([m for m in truth[args.datasets[0]] if all(m in truth[d] for d in args.datasets)] if truth is not None
-                       else models.list_models("offline"))
+        if truth is None:
+            model_names = models.list_models("offline")
+        elif protocol:        # every model of the table (each dataset scores the cells it has)
+            model_names = list(dict.fromkeys(m for d in args.datasets for m in truth[d]))
+        else:
+            model_names = [m for m in truth[args.datasets[0]] if all(m in truth[d] for d in args.datasets)]
     t0 = time.perf_counter()
-    result = score_models(model_names, args.datasets, cache_dir=args.cache_dir, results_dir=args.results_dir,
-                          encoders=args.encoders, metrics=args.metrics, ground_truth=truth,
-                          group=None if truth is None else args.ground_truth, split=args.split,
-                          n_per_class=args.n_per_class, batch_size=args.batch_size,
-                          random_state=args.random_state, progress=not args.quiet)
+    boot = None
+    if protocol:
+        try:
+            config = protocol_of(args.ground_truth, PARTIAL_DIR)
+            result, boot = run_offline_benchmark(
+                model_names, args.datasets, config=config, cache_dir=args.cache_dir, results_dir=args.results_dir,
+                encoders=args.encoders, metrics=args.metrics, ground_truth=truth, group=group, seeds=seeds,
+                n_boot=args.n_boot, batch_size=args.batch_size, random_state=args.random_state,
+                progress=not args.quiet)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"error: {err}") from None
+        what = f"protocol features: {config.n_train_per_class} training images per class at {config.resolution} px"
+    else:
+        result = score_models(model_names, args.datasets, cache_dir=args.cache_dir, results_dir=args.results_dir,
+                              encoders=args.encoders, metrics=args.metrics, ground_truth=truth, group=group,
+                              split=args.split, n_per_class=args.n_per_class, batch_size=args.batch_size,
+                              random_state=args.random_state, progress=not args.quiet)
+        if truth is not None and args.n_boot:
+            boot = bootstrap_rank_measures(list(result.datasets.values()), seeds=seeds, n_boot=args.n_boot,
+                                           random_state=args.random_state)
+        what = f"sampled features: {args.n_per_class} {args.split} images per class at native resolution"
     written = save_results(result, args.results_dir)
     if not args.no_plots:
         written.update(write_report(result, args.results_dir / "plots"))
     print_report(result)
-    if truth is not None and args.n_boot:
-        seeds = {d: v for d, v in ground_truth_seeds(args.ground_truth).items() if d in truth}
-        boot = bootstrap_rank_measures(list(result.datasets.values()), seeds=seeds, n_boot=args.n_boot,
-                                       random_state=args.random_state)
+    if boot is not None:
         written.update(save_bootstrap(boot, args.results_dir))
         print("\n" + format_bootstrap(boot))
     print(f"\n{result.computed} score(s) computed, {result.reused} reused; "
-          f"{time.perf_counter() - t0:.0f} s in all; results under {args.results_dir} ({len(written)} files)")
+          f"{time.perf_counter() - t0:.0f} s in all; {what}; results under {args.results_dir} ({len(written)} files)")
     return 0
 
 

@@ -60,35 +60,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     import models
-    from data.ground_truth import ground_truth_seeds, list_groups, load_ground_truth
     from evaluation import save_results
-    from evaluation.offline_benchmark import finished_cells, protocol_of, run_offline_benchmark
+    from evaluation.offline_benchmark import judging_truth, protocol_of, run_offline_benchmark
     from evaluation.report import format_bootstrap, print_report, write_report
     from evaluation.results import save_bootstrap
 
     names = args.models or [m for g in MODEL_GROUPS for m in models.list_models(g)]
-    truth = seeds = None
-    group = None if args.ground_truth.lower() == "none" else args.ground_truth
-    if args.finished_cells:
-        if group is None:
-            raise SystemExit("--finished-cells needs a ground-truth group with a partial-results file, not 'none'")
+    truth = seeds = group = None
+    if args.ground_truth.lower() != "none":
         try:
-            truth, seeds = finished_cells(args.ground_truth, PARTIAL_DIR, names, args.datasets)
+            truth, seeds, group = judging_truth(args.ground_truth, PARTIAL_DIR, names, args.datasets,
+                                                finished=args.finished_cells)
         except (FileNotFoundError, ValueError) as err:
-            raise SystemExit(f"--finished-cells: {err}") from None
-        args.datasets = list(truth)
-        group = f"{args.ground_truth} (finished cells of {args.ground_truth}.partial.json)"
-        print(f"interim judgement: {sum(len(r) for r in truth.values())} finished cells of "
-              f"{args.ground_truth}.partial.json ({', '.join(f'{d} {len(r)}' for d, r in truth.items())})")
-    elif group is not None:
-        if args.ground_truth not in list_groups():
-            raise SystemExit(f"ground-truth group {args.ground_truth!r} is not there yet (have: {', '.join(list_groups())}); "
-                             f"finetune.py fills offline_zoo_v2 in chunks (data/ground_truth/partial/); "
-                             f"pass --ground-truth offline_probe or none")
-        truth, seeds = load_ground_truth(args.ground_truth), ground_truth_seeds(args.ground_truth)
-        missing = [d for d in args.datasets if d not in truth]
-        if missing:
-            raise SystemExit(f"ground truth {args.ground_truth!r} has no table for {missing}; it covers {sorted(truth)}")
+            raise SystemExit(f"error: {err}") from None
+        if args.finished_cells:
+            args.datasets = list(truth)
+            print(f"interim judgement: {sum(len(r) for r in truth.values())} finished cells of "
+                  f"{args.ground_truth}.partial.json ({', '.join(f'{d} {len(r)}' for d, r in truth.items())})")
+    elif args.finished_cells:
+        raise SystemExit("--finished-cells needs a ground-truth group with a partial-results file, not 'none'")
     try:
         config = protocol_of(args.protocol_of, PARTIAL_DIR)
     except (FileNotFoundError, ValueError) as err:

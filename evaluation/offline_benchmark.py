@@ -22,7 +22,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from .runner import EvaluationResult, evaluate
 from .uncertainty import BootstrapResult, bootstrap_rank_measures
 
-__all__ = ["protocol_of", "finished_cells", "benchmark_cells", "run_offline_benchmark"]
+__all__ = ["protocol_of", "finished_cells", "judging_truth", "benchmark_cells", "run_offline_benchmark"]
 
 
 def protocol_of(group: str, partial_dir: str | os.PathLike):
@@ -68,6 +68,32 @@ def finished_cells(group: str, partial_dir: str | os.PathLike, models: Sequence[
     return truth, {d: {m: seeds[d][m] for m in row if m in seeds.get(d, {})} for d, row in truth.items()}
 
 
+def judging_truth(group: str, partial_dir: str | os.PathLike, models: Sequence[str], datasets: Sequence[str], *,
+                  finished: bool = False) -> Tuple[dict, dict, str]:
+    """``(truth, seeds, label)`` to judge ``models`` on ``datasets`` against ground-truth ``group``:
+    its table (``data.ground_truth``), or with ``finished`` the cells of its partial-results file
+    finished so far (:func:`finished_cells`; ``truth`` then holds only the datasets that qualify).
+    ``label`` names the group (and says when it is the interim judgement). Errors name the group,
+    the datasets the table lacks or the partial file: ``FileNotFoundError`` / ``ValueError``."""
+    from data.ground_truth import ground_truth_seeds, list_groups, load_ground_truth
+
+    if finished:
+        truth, seeds = finished_cells(group, partial_dir, models, datasets)
+        return truth, seeds, f"{group} (finished cells of {group}.partial.json)"
+    if group not in list_groups():
+        hint = (f"; finetune.py is filling it in chunks ({Path(partial_dir) / f'{group}.partial.json'}): judge against "
+                "its finished cells (--finished-cells)" if (Path(partial_dir) / f"{group}.partial.json").is_file()
+                else "; run finetune.py to make it")
+        raise FileNotFoundError(f"ground-truth group {group!r} is not there yet (have: {', '.join(list_groups())}){hint}, "
+                                "or rank without one (--ground-truth none)")
+    table, seeds = load_ground_truth(group), ground_truth_seeds(group)
+    missing = [d for d in datasets if d not in table]
+    if missing:
+        raise ValueError(f"ground truth {group!r} has no table for {missing}; it covers {sorted(table)} "
+                         "(or rank without one: --ground-truth none)")
+    return ({d: table[d] for d in datasets}, {d: v for d, v in seeds.items() if d in datasets}, group)
+
+
 def benchmark_cells(models: Sequence[str], datasets: Sequence[str],
                     truth: Optional[Mapping[str, Mapping[str, float]]] = None) -> Dict[str, list]:
     """``{dataset: [models scored on it]}``: allowed cells (``models.target_allowed``), and with
@@ -93,8 +119,8 @@ def run_offline_benchmark(models: Sequence[str], datasets: Sequence[str], *, con
                           log: Callable[[str], None] = print) -> Tuple[EvaluationResult, Optional[BootstrapResult]]:
     """Extract (protocol pipeline), embed the class names with every encoder, score and judge.
 
-    Returns the evaluation result and, with a ground truth, the bootstrap of weighted tau (``None``
-    without one). ``seeds``: per-seed ground-truth values (``data.ground_truth.ground_truth_seeds``).
+    Returns the evaluation result and, with a ground truth and ``n_boot`` > 0, the bootstrap of
+    weighted tau (else ``None``). ``seeds``: per-seed ground-truth values (``data.ground_truth.ground_truth_seeds``).
     """
     from finetuning.protocol import protocol_extract
     from Label_embedding.embed import write_label_embeddings
@@ -114,8 +140,8 @@ def run_offline_benchmark(models: Sequence[str], datasets: Sequence[str], *, con
         result = evaluate(cache_dir, results_dir, datasets=list(cells), metrics=metrics, encoders=tuple(encoders),
                           ground_truth=truth, group=group, random_state=random_state, progress=progress, log=log,
                           expected_fingerprints=fingerprints)
-        boot = bootstrap_rank_measures(list(result.datasets.values()), seeds=seeds, n_boot=n_boot,
-                                       random_state=random_state)
+        boot = (bootstrap_rank_measures(list(result.datasets.values()), seeds=seeds, n_boot=n_boot,
+                                        random_state=random_state) if n_boot else None)
         return result, boot
     parts = [evaluate(cache_dir, results_dir, datasets=[d], models=ms, metrics=metrics, encoders=tuple(encoders),
                       random_state=random_state, progress=progress, log=log,

@@ -165,7 +165,13 @@ def format_bootstrap(boot) -> str:
     if not boot.informative:
         head += ("\n(no seed noise and too few models per dataset to leave one out: the intervals are points "
                  "and no difference is called significant)")
-    return head + "\n" + format_interval_table(boot).to_string()
+    table = format_interval_table(boot)
+    short = boot.summary["n_scored"] < boot.summary["n_models"]
+    partial = [m for m in table.index if short[m]]
+    if partial:
+        head += (f"\n(listed last: {', '.join(partial)} scored only some models (no source head, or features "
+                 "they refuse), so they are judged on an easier problem and are not comparable with the others)")
+    return head + "\n" + table.to_string()
 
 
 def print_report(result: EvaluationResult) -> None:

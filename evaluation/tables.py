@@ -11,6 +11,11 @@ measures of :data:`RANK_MEASURES` (all from :mod:`metrics.ranking`) are
 * ``rel@1``, ``rel@3``  max_{m in top-k by s} g_m / max_m g_m
 * ``top1_regret``       max_m g_m - g_{argmax s}
 
+each over the models the metric scored (LEEP and NCE need a source head; unregularised EMMS refuses
+rank-deficient features), and NaN below the measure's ``min_models`` (correlations: 3,
+:data:`MIN_RANKED_MODELS`). ``n_models`` says how many were scored: a metric scored on fewer models
+than the others is judged on an easier problem.
+
 Without ground truth a metric can still be compared with the others: ``agreement_table`` holds
 Kendall's tau between every two metrics' scores over the models both scored.
 
@@ -30,7 +35,7 @@ from metrics import ranking
 
 from .runner import DatasetResult
 
-__all__ = ["RankMeasure", "RANK_MEASURES", "rankings", "scores_table", "ranking_table", "agreement_table",
+__all__ = ["RankMeasure", "RANK_MEASURES", "MIN_RANKED_MODELS", "rankings", "scores_table", "ranking_table", "agreement_table",
            "summary_table"]
 
 
@@ -39,13 +44,18 @@ class RankMeasure:
     """A measure of how well scores rank models against ground truth; defined from ``min_models`` on."""
 
     fn: Callable[[Mapping[str, float], Mapping[str, float]], float]
-    min_models: int = 2
+    min_models: int = 3
 
+
+#: fewest scored models a rank correlation is computed on: over 2 models any correlation is +-1,
+#: which would let a metric that scores only 2 of a dataset's models (e.g. unregularised EMMS where
+#: the other features have D >= N) top a table with a coin flip
+MIN_RANKED_MODELS = 3
 
 #: Registry of rank measures: column name -> :class:`RankMeasure` (order = column order).
 RANK_MEASURES: Dict[str, RankMeasure] = {
-    "kendall_tau": RankMeasure(ranking.kendall_tau),
-    "weighted_tau": RankMeasure(ranking.weighted_tau),
+    "kendall_tau": RankMeasure(ranking.kendall_tau, min_models=MIN_RANKED_MODELS),
+    "weighted_tau": RankMeasure(ranking.weighted_tau, min_models=MIN_RANKED_MODELS),
     "pearson": RankMeasure(ranking.pearson, min_models=3),
     "weighted_pearson": RankMeasure(ranking.weighted_pearson, min_models=3),
     "rel@1": RankMeasure(partial(ranking.rel_at_k, k=1), min_models=1),

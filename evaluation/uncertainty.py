@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.stats
 
 from .runner import DatasetResult
-from .tables import _comparable
+from .tables import MIN_RANKED_MODELS, _comparable
 
 __all__ = ["MEASURES", "BootstrapResult", "bootstrap_rank_measures", "format_interval_table"]
 
@@ -56,7 +56,9 @@ class BootstrapResult:
     """Outcome of :func:`bootstrap_rank_measures`.
 
     ``summary``: per metric ``point`` (mean measure over datasets, unperturbed), ``ci_low``, ``ci_high``,
-    ``boot_mean``, ``n_datasets``. ``per_dataset``: per (metric, dataset) the same columns (no
+    ``boot_mean``, ``n_datasets``, and ``n_scored`` / ``n_models``: the (dataset, model) cells the
+    metric scored out of all (a metric is judged on the models it scored, at least
+    :data:`evaluation.tables.MIN_RANKED_MODELS` per dataset). ``per_dataset``: per (metric, dataset) the same columns (no
     ``n_datasets``). ``difference_low`` / ``difference_high``: metric x metric interval of
     ``mean_row - mean_col``. ``significant``: metric x metric, True where row is significantly better
     than column (never, when the replicates cannot vary: ``informative`` False, i.e. no seed noise and
@@ -119,7 +121,7 @@ def _seed_table(result: DatasetResult, seeds: Optional[Mapping[str, Mapping[str,
 
 
 def _measure(fn, s: np.ndarray, g: np.ndarray) -> float:
-    if s.size < 2 or np.ptp(s) == 0 or np.ptp(g) == 0:
+    if s.size < MIN_RANKED_MODELS or np.ptp(s) == 0 or np.ptp(g) == 0:
         return np.nan
     return fn(s, g)
 
@@ -198,8 +200,10 @@ def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
     rows, per_rows = [], []
     for i, metric in enumerate(metrics):
         lo, hi = _interval(replicate_means[:, i], confidence)
+        scored = [int(np.isfinite(S[i]).sum()) for _, S, _ in prepared]
         rows.append({"point": _nanmean(point[:, i][defined[:, i]]), "ci_low": lo, "ci_high": hi,
-                     "boot_mean": _nanmean(replicate_means[:, i]), "n_datasets": int(defined[:, i].sum())})
+                     "boot_mean": _nanmean(replicate_means[:, i]), "n_datasets": int(defined[:, i].sum()),
+                     "n_scored": int(sum(scored)), "n_models": int(sum(S.shape[1] for _, S, _ in prepared))})
         for d, (r, _, _) in enumerate(prepared):
             lo_d, hi_d = _interval(boot[:, d, i], confidence)
             per_rows.append({"metric": metric, "dataset": r.dataset, "point": point[d, i], "ci_low": lo_d,
@@ -238,14 +242,18 @@ def _nanmean(a, axis=None):
 
 
 def format_interval_table(result: BootstrapResult, *, digits: int = 2) -> pd.DataFrame:
-    """Display table: per metric ``point [ci_low, ci_high]`` and the metrics it significantly beats,
-    sorted by the point value (best first)."""
+    """Display table: per metric ``point [ci_low, ci_high]``, the (dataset, model) cells it scored
+    out of all, and the metrics it significantly beats. Metrics that scored every cell come first,
+    by point value (best first); then those judged on fewer models (not comparable: a subset of the
+    models is an easier ranking problem), also by point value."""
     rows = []
-    for metric, row in result.summary.sort_values("point", ascending=False).iterrows():
+    summary = result.summary.assign(_partial=result.summary["n_scored"] < result.summary["n_models"])
+    for metric, row in summary.sort_values(["_partial", "point"], ascending=[True, False]).iterrows():
         if not math.isfinite(row["point"]):
             text = "—"
         else:
             text = f"{row['point']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
         rows.append({"metric": metric, f"mean {result.measure} [{int(result.confidence * 100)}% CI]": text,
+                     "models scored": f"{int(row['n_scored'])}/{int(row['n_models'])}",
                      "significantly better than": ", ".join(result.better_than(metric)) or "—"})
     return pd.DataFrame(rows).set_index("metric")

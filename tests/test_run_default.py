@@ -39,3 +39,42 @@ def test_run_default_rejects_dataset_without_ground_truth(tmp_path):
     with pytest.raises(SystemExit, match="lfw_faces"):
         run_default.main(["--datasets", "lfw_faces", "--cache-dir", str(tmp_path / "c"),
                           "--results-dir", str(tmp_path / "r")])
+
+
+def test_run_default_protocol_features_and_finished_cells(tmp_path, monkeypatch, capsys):
+    """--features protocol scores the ground truth's own training images (its recorded protocol);
+    --finished-cells judges against a partial-results file's finished cells only."""
+    import numpy as np
+
+    from data.ground_truth import register_ground_truth_file
+    from finetuning import FinetuneConfig
+
+    cfg = FinetuneConfig(n_train_per_class=12, n_val_per_class=2, n_test_per_class=3)
+    small = ["fmnist_resnet_e1", "fmnist_vgg_e5", "shapes_resnet_e8"]
+    table = tmp_path / "default_proto_xyz.json"
+    table.write_text(json.dumps({"about": "t", "protocol": cfg.to_dict(), "default_proto_xyz": {
+        "textures": {"fmnist_resnet_e1": 40.0, "fmnist_vgg_e5": 70.0, "shapes_resnet_e8": 60.0}}}))
+    register_ground_truth_file(table)
+    common = ["--datasets", "textures", "--metrics", "emms", "logme", "--n-boot", "20", "--no-plots", "--quiet",
+              "--cache-dir", str(tmp_path / "c")]
+    assert run_default.main(common + ["--ground-truth", "default_proto_xyz", "--features", "protocol",
+                                      "--results-dir", str(tmp_path / "r1")]) == 0
+    out = capsys.readouterr().out
+    assert "protocol features: 12 training images per class" in out and "bootstrap interval" in out
+    assert np.load(tmp_path / "c" / "features" / "textures" / "fmnist_vgg_e5.npy").shape[0] == 36
+    assert sorted(json.loads((tmp_path / "r1" / "results.json").read_text())["datasets"]["textures"]["models"]) == small
+
+    # interim: only the finished cells of the partial file (2 of 3 here) are judged
+    partial_dir = tmp_path / "partial"
+    partial_dir.mkdir()
+    runs = {"textures": {m: {"test_acc": v, "test_acc_seeds": [v - 1, v + 1]}
+                         for m, v in (("fmnist_vgg_e5", 70.0), ("shapes_resnet_e8", 60.0))}}
+    (partial_dir / "filling_xyz.partial.json").write_text(json.dumps({"protocol": cfg.to_dict(), "runs": runs}))
+    monkeypatch.setattr(run_default, "PARTIAL_DIR", partial_dir)
+    assert run_default.main(common + ["--ground-truth", "filling_xyz", "--finished-cells",
+                                      "--results-dir", str(tmp_path / "r2")]) == 0
+    doc = json.loads((tmp_path / "r2" / "results.json").read_text())
+    assert sorted(doc["datasets"]["textures"]["models"]) == ["fmnist_vgg_e5", "shapes_resnet_e8"]
+    assert "finished cells" in doc["group"]
+    with pytest.raises(SystemExit, match="finished cells|--finished-cells"):
+        run_default.main(common + ["--ground-truth", "filling_xyz", "--results-dir", str(tmp_path / "r3")])

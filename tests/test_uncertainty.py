@@ -123,3 +123,30 @@ def test_replicates_that_cannot_vary_call_nothing_significant():
     assert not res.informative
     assert not res.significant.values.any()
     assert bootstrap_rank_measures(_zoo(), n_boot=20).informative
+
+
+def test_a_metric_scoring_few_models_is_not_ranked_above_those_scoring_all():
+    """Over 2 models every correlation is +-1: such a dataset is undefined for the metric, and a
+    metric that scored only some models is listed after the ones that scored all of them."""
+    from evaluation.report import format_bootstrap
+    from evaluation.tables import ranking_table, summary_table
+
+    zoo = _zoo(datasets=2)
+    two = {m: zoo[0].ground_truth[m] for m in zoo[0].models[:2]}            # perfect, but on 2 models
+    most = {m: zoo[1].ground_truth[m] for m in zoo[1].models[:6]}            # perfect on 6 of 12
+    for r, s in zip(zoo, (two, most)):
+        r.scores["subset"] = s
+        r.seconds["subset"] = {m: 0.0 for m in s}
+        r.metrics.append("subset")
+    assert np.isnan(ranking_table(zoo[0]).loc["subset", "weighted_tau"])
+    assert ranking_table(zoo[1]).loc["subset", "weighted_tau"] == pytest.approx(1.0)
+    assert summary_table(zoo).loc["subset", "weighted_tau"] == pytest.approx(1.0)   # dataset 0 left out
+    res = bootstrap_rank_measures(zoo, n_boot=50)
+    s = res.summary
+    assert (s.loc["subset", "n_scored"], s.loc["subset", "n_models"]) == (8, 24)
+    assert (s.loc["perfect", "n_scored"], s.loc["perfect", "n_models"]) == (24, 24)
+    assert s.loc["subset", "n_datasets"] == 1 and s.loc["subset", "point"] == pytest.approx(1.0)
+    table = format_interval_table(res)
+    assert list(table.index)[-1] == "subset" and table.loc["subset", "models scored"] == "8/24"
+    assert list(table.index)[0] == "perfect"
+    assert "listed last: subset" in format_bootstrap(res)
