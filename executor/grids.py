@@ -1,9 +1,10 @@
 """The project's grids as units of work for an :class:`executor.Executor`.
 
-* :class:`ExtractUnit`, one (model, dataset) pair of the feature cache, and :func:`extract_grid`
-  (``forward_feature_*.py --executor ray``): the unit builds the model and the dataset and runs
-  :func:`models.pipeline.extract_pair`, so it writes the same files as the serial
-  :func:`models.pipeline.extract_to_cache`, and skips a pair whose entries are valid.
+* :class:`ExtractUnit`, the pairs of one dataset and one network family (a network and its
+  intermediate layers: one forward pass serves them; other models: one pair) of the feature cache,
+  and :func:`extract_grid` (``forward_feature_*.py --executor ray``): the unit runs the serial
+  :func:`models.pipeline.extract_to_cache` on its pairs, so it writes the same files, and skips
+  pairs whose entries are valid.
 * :class:`OfflineHubUnit`, the models of the offline MLL hub that share one first image stage
   (``image_feature_key``), and :func:`label_offline_hub` (``mll_benchmark.py --executor ray``): the
   unit rebuilds the benchmark's graph (:func:`mll.benchmark.offline_hub`), adds its models (image
@@ -39,7 +40,9 @@ def _path(p) -> Optional[str]:
 # -- features of (model, dataset) pairs ---------------------------------------------------------
 @dataclass(frozen=True)
 class ExtractUnit:
-    """One (model, dataset) pair of :func:`models.pipeline.extract_to_cache` (same arguments)."""
+    """The (m, ``dataset``) pairs of :func:`models.pipeline.extract_to_cache` (same arguments) for
+    ``model`` and its ``siblings``: candidates of the same network family (a network and its
+    intermediate layers, :mod:`models.intermediate`), which one forward pass serves."""
 
     model: str
     dataset: str
@@ -53,17 +56,20 @@ class ExtractUnit:
     num_workers: int = 0
     device: Optional[str] = None
     resources: Resources = field(default=Resources(), compare=False)
+    siblings: Tuple[str, ...] = ()
 
-    def run(self):
-        """Build the model and the dataset, then :func:`models.pipeline.extract_pair` -> PairResult."""
-        from data.cache import CacheLayout
-        from models.pipeline import extract_pair, prepare_dataset
-        from models.registry import create_model
-        model = create_model(self.model, weights_dir=self.weights_dir, device=self.device)
-        ds = prepare_dataset(self.dataset, split=self.split, data_root=self.data_root,
-                             n_per_class=self.n_per_class, random_state=self.random_state)
-        return extract_pair(self.model, model, self.dataset, ds, layout=CacheLayout(self.cache_dir),
-                            batch_size=self.batch_size, num_workers=self.num_workers, progress=False)
+    @property
+    def models(self) -> Tuple[str, ...]:
+        return (self.model, *self.siblings)
+
+    def run(self) -> list:
+        """:func:`models.pipeline.extract_to_cache` of the unit's pairs -> their PairResults (in
+        ``models`` order); valid pairs are skipped, a family whose pairs are all valid is not built."""
+        from models.pipeline import extract_to_cache
+        return extract_to_cache(list(self.models), [self.dataset], cache_dir=self.cache_dir, split=self.split,
+                                data_root=self.data_root, weights_dir=self.weights_dir, n_per_class=self.n_per_class,
+                                random_state=self.random_state, batch_size=self.batch_size,
+                                num_workers=self.num_workers, device=self.device, progress=False)
 
 
 def extract_grid(model_names: Sequence[str], dataset_names: Sequence[str], *, executor: Executor,
@@ -71,18 +77,23 @@ def extract_grid(model_names: Sequence[str], dataset_names: Sequence[str], *, ex
                  n_per_class: Optional[int] = None, random_state: int = 0, batch_size: int = 64,
                  num_workers: int = 0, device: Optional[str] = None, resources: Resources = Resources(),
                  progress: bool = True) -> list:
-    """Every (model, dataset) pair as one :class:`ExtractUnit` on ``executor`` (one task per pair,
-    ``resources`` each); PairResults in model-major order, as :func:`extract_to_cache` returns them.
-    Unknown model names fail before any work."""
+    """Every (model, dataset) pair on ``executor``: one :class:`ExtractUnit` (``resources`` each) per
+    dataset and network family among the names (:func:`models.pipeline.family_units`: a network's
+    candidates share one forward pass, as in the serial path), one per pair for the other models.
+    PairResults in model-major order, as :func:`extract_to_cache` returns them. Unknown model names
+    fail before any work."""
+    from models.pipeline import family_units
     from models.registry import model_info
     if not model_names or not dataset_names:
         raise ValueError("give at least one model and one dataset")
     for name in model_names:
         model_info(name)
-    units = [ExtractUnit(m, d, _path(cache_dir), split, _path(data_root), _path(weights_dir), n_per_class,
-                         random_state, batch_size, num_workers, device, resources)
-             for m in model_names for d in dataset_names]
-    return executor.map(run_unit, units, desc="(model, dataset) pairs", progress=progress)
+    units = [ExtractUnit(names[0], d, _path(cache_dir), split, _path(data_root), _path(weights_dir), n_per_class,
+                         random_state, batch_size, num_workers, device, resources, tuple(names[1:]))
+             for _, names in family_units(model_names) for d in dataset_names]
+    done = executor.map(run_unit, units, desc="extraction units (network family x dataset)", progress=progress)
+    by_pair = {(r.model, r.dataset): r for results in done for r in results}
+    return [by_pair[(m, d)] for m in dict.fromkeys(model_names) for d in dataset_names]
 
 
 # -- the offline MLL hub -----------------------------------------------------------------------

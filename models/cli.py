@@ -2,11 +2,11 @@
 
 Each script defines its defaults as constants (MODELS, DATASETS, DATA_ROOT, CACHE_DIR, WEIGHTS_DIR,
 BATCH_SIZE, N_PER_CLASS, SPLIT) and calls :func:`run_extraction_cli`, which lets every constant be
-overridden on the command line and extracts every (model, dataset) pair as one unit
-(:func:`executor.grids.extract_grid`, the pair's :func:`models.pipeline.extract_pair`): in this
-process (``--executor serial``, the default) or one Ray task per pair (``--executor ray``, a local
-runtime or ``--ray-address`` of a running cluster, ``--gpus-per-task``). Both write the same cache
-files; a rerun skips every finished pair.
+overridden on the command line and extracts every (model, dataset) pair
+(:func:`executor.grids.extract_grid`: one unit per dataset and network family, whose candidates
+share one forward pass): in this process (``--executor serial``, the default) or one Ray task per
+unit (``--executor ray``, a local runtime or ``--ray-address`` of a running cluster,
+``--gpus-per-task``). Both write the same cache files; a rerun skips every finished pair.
 """
 from __future__ import annotations
 

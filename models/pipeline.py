@@ -38,6 +38,7 @@ from .extraction import extract, extract_multi
 from .registry import create_model, model_info
 
 __all__ = ["CacheMismatchError", "PairResult", "prepare_dataset", "model_record", "extract_pair", "extract_family",
+           "family_units",
            "static_model_record", "extract_to_cache"]
 
 
@@ -261,7 +262,7 @@ def extract_family(names: Sequence[str], ds_name: str, ds: Dataset, *, layout: C
     return [results[name] for name in names]
 
 
-def _family_units(model_names: Sequence[str]) -> list[tuple[str | None, list[str]]]:
+def family_units(model_names: Sequence[str]) -> list[tuple[str | None, list[str]]]:
     """Group the names by network family (first-appearance order); names outside a family alone."""
     from .intermediate import family_of
 
@@ -334,7 +335,7 @@ def extract_to_cache(model_names: Sequence[str], dataset_names: Sequence[str], *
             return built[key]
 
         grouped: list[PairResult] = []
-        for family, names in _family_units(model_names):
+        for family, names in family_units(model_names):
             if family is None:
                 continue
             for ds_name in dataset_names:

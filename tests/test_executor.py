@@ -63,11 +63,13 @@ def test_executor_arguments():
 
 
 class Recording(SerialExecutor):
-    """Records the units instead of running them."""
+    """Records the units instead of running them (extraction units: as if every pair were skipped)."""
 
     def map(self, fn, units, **kw):
+        from models.pipeline import PairResult
         self.units = list(units)
-        return [None] * len(self.units)
+        return [[PairResult(m, u.dataset, "skipped", None, None, None) for m in u.models]
+                if isinstance(u, ExtractUnit) else None for u in self.units]
 
 
 def test_extract_grid_units_are_the_pairs_and_picklable(tmp_path):
@@ -81,6 +83,17 @@ def test_extract_grid_units_are_the_pairs_and_picklable(tmp_path):
     assert len(pickle.dumps(ex.units[0])) < 1000                 # a description, not data
     with pytest.raises(ValueError, match="unknown model"):
         extract_grid(["no_such_model"], ["textures"], executor=ex, cache_dir=tmp_path)
+
+
+def test_extract_grid_serves_a_network_family_with_one_unit_per_dataset(tmp_path):
+    ex = Recording()
+    names = ["ocr_cls@stage3", "fmnist_vgg_e5", "ocr_cls", "ocr_det@c3"]
+    res = extract_grid(names, ["textures", "digits"], executor=ex, cache_dir=tmp_path)
+    assert [(u.models, u.dataset) for u in ex.units] == [
+        (("ocr_cls@stage3", "ocr_cls"), "textures"), (("ocr_cls@stage3", "ocr_cls"), "digits"),
+        (("fmnist_vgg_e5",), "textures"), (("fmnist_vgg_e5",), "digits"),
+        (("ocr_det@c3",), "textures"), (("ocr_det@c3",), "digits")]
+    assert [(r.model, r.dataset) for r in res] == [(m, d) for m in names for d in ("textures", "digits")]
 
 
 def test_serial_grid_writes_what_extract_to_cache_writes(tmp_path):

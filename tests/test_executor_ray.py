@@ -16,7 +16,7 @@ import ray  # noqa: E402  (a pinned dependency: a missing ray must fail, not ski
 from executor import RayExecutor, RayStartError, Resources, UnitFailedError, run_unit  # noqa: E402
 from executor.grids import ExtractUnit, extract_grid, label_offline_hub  # noqa: E402
 
-MODELS, DATASETS = ["ocr_cls", "efficientnet_lite0"], ["textures", "easyvqa_shapes"]
+MODELS, DATASETS = ["ocr_cls", "ocr_cls@stage3", "efficientnet_lite0"], ["textures", "easyvqa_shapes"]
 GRID = dict(n_per_class=3, batch_size=4, progress=False)
 
 
@@ -83,7 +83,7 @@ def test_killed_worker_leaves_no_partial_file_and_rerun_completes(ex, serial_zoo
     left = [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
     assert left and all(p.name.endswith(".tmp") for p in left)          # killed mid-write: only a temp file
     assert not (cache / "features" / "textures" / "ocr_cls.npy").exists()
-    [result] = no_retry.map(run_unit, [unit], progress=False)            # the rerun
+    [[result]] = no_retry.map(run_unit, [unit], progress=False)          # the rerun
     assert result.status == "extracted"
     assert not [p for p in cache.rglob("*.tmp")]
     for rel in ("features/textures/ocr_cls.npy", "source_probs/textures/ocr_cls.npy", "labels/textures.npy"):
@@ -93,7 +93,7 @@ def test_killed_worker_leaves_no_partial_file_and_rerun_completes(ex, serial_zoo
 def test_ray_retries_a_dead_worker_within_one_map(ex, tmp_path):
     unit = DyingExtractUnit("ocr_cls", "textures", str(tmp_path / "c"), n_per_class=3, batch_size=4,
                             marker=str(tmp_path / "died"))
-    [result] = RayExecutor(max_retries=1).map(run_unit, [unit], progress=False)
+    [[result]] = RayExecutor(max_retries=1).map(run_unit, [unit], progress=False)
     assert result.status == "extracted" and not list((tmp_path / "c").rglob("*.tmp"))
 
 
