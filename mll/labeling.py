@@ -247,8 +247,10 @@ class NodeTextCache:
         if not (npy.is_file() or js.is_file()):
             return
         check = check_entry(npy, self.made_from)
-        why = check.reason or "its index file is missing"
-        if check.valid and js.is_file():
+        why = check.reason or f"the rows file is missing (only its index {js.name} is there)"
+        if check.valid and not js.is_file():
+            why = f"its index {js.name} is missing"
+        elif check.valid:
             emb, rec = load_entry(npy)
             index = check_entry(js, self._index_made_from(rec["sha256"]))
             entries = load_json(js) if index.valid else None
