@@ -171,7 +171,16 @@ def format_bootstrap(boot) -> str:
     if partial:
         head += (f"\n(listed last: {', '.join(partial)} scored only some models (no source head, or features "
                  "they refuse), so they are judged on an easier problem and are not comparable with the others)")
-    return head + "\n" + table.to_string()
+    text = head + "\n" + table.to_string()
+    res = boot.resolution
+    if res is not None and res["pairs_tested"].sum() > 0:
+        shown = res.assign(separated_pairs=(100 * res["separated_pairs"]).round(0),
+                           accuracy_range=res["accuracy_range"].round(2),
+                           median_seed_std=res["median_seed_std"].round(2))
+        text += ("\n\n=== ground-truth resolution: share of model pairs (%) whose fine-tuned means differ "
+                 "beyond their seed noise (Welch t-test, 5 %) ===\n" +
+                 shown[["n_models", "accuracy_range", "median_seed_std", "pairs_tested", "separated_pairs"]].to_string())
+    return text
 
 
 def print_report(result: EvaluationResult) -> None:

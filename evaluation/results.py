@@ -11,6 +11,9 @@ Layout under ``results_dir`` (next to the score cache ``scores/{dataset}.json``)
     bootstrap/{measure}_per_dataset.csv  (metric, dataset) x the same
     bootstrap/{measure}_significance.csv metric x metric: True where the row is significantly better
     bootstrap/{measure}_difference.csv   metric x metric: "[low, high]" interval of row - column
+    bootstrap/ground_truth_resolution.csv  dataset x (n_models, accuracy_range, median_seed_std,
+                                         separated_pairs, ...): how much of the ranking the ground
+                                         truth resolves beyond its seed noise
 
 Every file is written atomically.
 """
@@ -103,7 +106,11 @@ def save_bootstrap(boot: BootstrapResult, results_dir: str | os.PathLike) -> Dic
         for b in boot.metrics:
             lo, hi = boot.difference_low.loc[a, b], boot.difference_high.loc[a, b]
             diff.loc[a, b] = "" if not (math.isfinite(lo) and math.isfinite(hi)) else f"[{lo:.4f}, {hi:.4f}]"
-    return {f"bootstrap_{m}_summary": _atomic_csv(root / f"{m}_summary.csv", boot.summary),
-            f"bootstrap_{m}_per_dataset": _atomic_csv(root / f"{m}_per_dataset.csv", boot.per_dataset),
-            f"bootstrap_{m}_significance": _atomic_csv(root / f"{m}_significance.csv", boot.significant),
-            f"bootstrap_{m}_difference": _atomic_csv(root / f"{m}_difference.csv", diff)}
+    written = {f"bootstrap_{m}_summary": _atomic_csv(root / f"{m}_summary.csv", boot.summary),
+               f"bootstrap_{m}_per_dataset": _atomic_csv(root / f"{m}_per_dataset.csv", boot.per_dataset),
+               f"bootstrap_{m}_significance": _atomic_csv(root / f"{m}_significance.csv", boot.significant),
+               f"bootstrap_{m}_difference": _atomic_csv(root / f"{m}_difference.csv", diff)}
+    if boot.resolution is not None:
+        written["bootstrap_ground_truth_resolution"] = _atomic_csv(root / "ground_truth_resolution.csv",
+                                                                   boot.resolution)
+    return written

@@ -16,8 +16,15 @@ The replicate's value of a metric is the mean over datasets of the measure (data
 undefined, e.g. constant scores on the subset, are left out of that mean). Every metric sees the same
 perturbed setups, so differences between metrics are paired: metric a is *significantly* better than
 b when the ``confidence`` percentile interval of ``mean_a - mean_b`` over the replicates lies above 0
-(over the datasets both metrics scored). Point values are the unperturbed means; intervals are
+(over the datasets both metrics scored; when one of them skips models, e.g. LEEP without a source
+head, both are judged on the models both scored, so the comparison stays on one ranking problem). Point values are the unperturbed means; intervals are
 percentile intervals. Deterministic for a given ``random_state``.
+
+How well the ground truth itself can order the models is reported next to it
+(:func:`ground_truth_resolution`, ``BootstrapResult.resolution``): per dataset the share of model
+pairs whose mean accuracies differ significantly given their seed noise (Welch's t-test, two-sided
+5 %). A dataset where most pairs are within noise (e.g. every model at 97-100 %) cannot reward a
+metric for ordering them, whatever its weighted tau says.
 """
 from __future__ import annotations
 
@@ -32,7 +39,8 @@ import scipy.stats
 from .runner import DatasetResult
 from .tables import MIN_RANKED_MODELS, _comparable
 
-__all__ = ["MEASURES", "BootstrapResult", "bootstrap_rank_measures", "format_interval_table"]
+__all__ = ["MEASURES", "BootstrapResult", "bootstrap_rank_measures", "format_interval_table",
+           "ground_truth_resolution"]
 
 
 def _weighted_tau(s: np.ndarray, g: np.ndarray) -> float:
@@ -63,6 +71,7 @@ class BootstrapResult:
     ``mean_row - mean_col``. ``significant``: metric x metric, True where row is significantly better
     than column (never, when the replicates cannot vary: ``informative`` False, i.e. no seed noise and
     every dataset too small to drop a model). ``replicates``: n_boot x metric array of replicate means (columns = ``metrics``).
+    ``resolution``: :func:`ground_truth_resolution` of the same ground truth and seeds.
     """
 
     measure: str
@@ -78,6 +87,7 @@ class BootstrapResult:
     subset_fraction: float
     seed_noise: bool
     informative: bool = True
+    resolution: Optional[pd.DataFrame] = None
 
     def better_than(self, metric: str) -> List[str]:
         """The metrics ``metric`` is significantly better than."""
@@ -134,6 +144,49 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))
 
 
+def _resolution_row(values: Sequence[np.ndarray], alpha: float) -> dict:
+    means = np.array([v.mean() for v in values])
+    seeded = [v.size >= 2 for v in values]
+    stds = np.array([v.std(ddof=1) if v.size >= 2 else np.nan for v in values])
+    n_pairs = separated = tested = 0
+    for i in range(len(values)):
+        for j in range(i + 1, len(values)):
+            n_pairs += 1
+            if not (seeded[i] and seeded[j]):
+                continue
+            tested += 1
+            if stds[i] == 0 and stds[j] == 0:          # both exact: any difference is real
+                separated += int(means[i] != means[j])
+                continue
+            p = scipy.stats.ttest_ind_from_stats(means[i], stds[i], values[i].size, means[j], stds[j],
+                                                 values[j].size, equal_var=False).pvalue
+            separated += int(bool(p < alpha))
+    return {"n_models": len(values), "n_pairs": n_pairs, "accuracy_range": float(np.ptp(means)) if len(means) else np.nan,
+            "median_seed_std": float(np.nanmedian(stds)) if np.isfinite(stds).any() else np.nan,
+            "pairs_tested": tested, "separated_pairs": separated / tested if tested else np.nan}
+
+
+def ground_truth_resolution(results: Sequence[DatasetResult], *,
+                            seeds: Optional[Mapping[str, Mapping[str, Sequence[float]]]] = None,
+                            alpha: float = 0.05) -> pd.DataFrame:
+    """Per dataset: how many of its model pairs the ground truth orders beyond its seed noise.
+
+    For models i, j with per-seed accuracies (``seeds``, at least 2 each) the pair is *separated*
+    when Welch's t-test of their means rejects equality at ``alpha`` (two-sided; two models whose
+    seeds are all identical are separated when their values differ). Columns: ``n_models``,
+    ``n_pairs``, ``accuracy_range`` (max - min of the means), ``median_seed_std``, ``pairs_tested``
+    (pairs with seeds on both sides) and ``separated_pairs`` (their share; NaN without seeds).
+    With 3 seeds per model the test is conservative: a pair needs a gap of several seed standard
+    deviations."""
+    results = list(results)
+    if not results or any(r.ground_truth is None for r in results):
+        raise ValueError("ground_truth_resolution needs dataset results with ground truth")
+    if not (0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    rows = {r.dataset: _resolution_row(_seed_table(r, seeds), alpha) for r in results}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("dataset")
+
+
 def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
                             seeds: Optional[Mapping[str, Mapping[str, Sequence[float]]]] = None,
                             measure: str = "weighted_tau", n_boot: int = 1000, confidence: float = 0.95,
@@ -177,6 +230,7 @@ def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
         return out
 
     varies = seed_noise
+    setups = []                                # per dataset: (replicate ground truths, model subsets)
     point = np.full((len(prepared), n_metrics), np.nan)
     boot = np.full((n_boot, len(prepared), n_metrics), np.nan)
     for d, (r, S, seed_values) in enumerate(prepared):
@@ -189,9 +243,11 @@ def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
         G = np.empty((n_boot, M))              # replicate ground truths: bootstrap means of the seeds
         for j, v in enumerate(seed_values):
             G[:, j] = v[0] if v.size == 1 else v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+        subsets = np.empty((n_boot, k), dtype=np.int64)
         for b in range(n_boot):
-            subset = np.sort(rng.permutation(M)[:k])
-            boot[b, d] = evaluate(S, G[b], subset)
+            subsets[b] = np.sort(rng.permutation(M)[:k])
+            boot[b, d] = evaluate(S, G[b], subsets[b])
+        setups.append((G, subsets))
 
     defined = np.isfinite(point)               # (dataset, metric): the measure exists on full data
     with np.errstate(invalid="ignore"):
@@ -213,21 +269,55 @@ def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
     low = pd.DataFrame(np.nan, index=pd.Index(metrics, name="metric"), columns=metrics)
     high = low.copy()
     significant = pd.DataFrame(False, index=low.index, columns=metrics)
+    scored = np.array([[np.isfinite(S[i]).tobytes() for i in range(n_metrics)] for _, S, _ in prepared], dtype=object)
+
+    judged: Dict[tuple, tuple] = {}
+
+    def judged_on(i: int, masks: tuple):
+        """(point, replicates) of metric i judged on the models of ``masks`` (per dataset, a boolean
+        array), memoised: every metric paired with e.g. LEEP is judged on LEEP's models once."""
+        key = (i, tuple(m.tobytes() for m in masks))
+        if key not in judged:
+            pt = np.full(len(prepared), np.nan)
+            reps = np.full((n_boot, len(prepared)), np.nan)
+            for d, ((r, S, _), (G, subsets), mask) in enumerate(zip(prepared, setups, masks)):
+                g0 = np.array([r.ground_truth[m] for m in r.models], dtype=np.float64)
+                pt[d] = _measure(fn, S[i][mask], g0[mask])
+                for b in range(n_boot):
+                    sub = subsets[b][mask[subsets[b]]]
+                    reps[b, d] = _measure(fn, S[i][sub], G[b][sub])
+            judged[key] = pt, reps
+        return judged[key]
+
+    def on_common_models(i: int, j: int):
+        """Metrics i and j each judged on the models BOTH scored: a paired comparison on one ranking
+        problem (a metric that skips models would otherwise be judged on an easier one)."""
+        masks = tuple(np.isfinite(S[i]) & np.isfinite(S[j]) for _, S, _ in prepared)
+        (pi, ri), (pj, rj) = judged_on(i, masks), judged_on(j, masks)
+        return np.stack([pi, pj], axis=1), np.stack([ri, rj], axis=2)
+
     for i, a in enumerate(metrics):
         for j, b in enumerate(metrics):
             if i == j:
                 continue
-            both = defined[:, i] & defined[:, j]
+            if all(scored[d, i] == scored[d, j] for d in range(len(prepared))):
+                both = defined[:, i] & defined[:, j]
+                rep_i, rep_j = boot[:, :, i], boot[:, :, j]
+            else:
+                pt, reps = on_common_models(i, j)
+                both = np.isfinite(pt[:, 0]) & np.isfinite(pt[:, 1])
+                rep_i, rep_j = reps[:, :, 0], reps[:, :, 1]
             if not both.any():
                 continue
-            diff = _nanmean(boot[:, both, i], axis=1) - _nanmean(boot[:, both, j], axis=1)
+            diff = _nanmean(rep_i[:, both], axis=1) - _nanmean(rep_j[:, both], axis=1)
             lo, hi = _interval(diff, confidence)
             low.loc[a, b], high.loc[a, b] = lo, hi
             significant.loc[a, b] = bool(varies and lo > 0)
     return BootstrapResult(measure=measure, metrics=metrics, summary=summary, per_dataset=per_dataset,
                            difference_low=low, difference_high=high, significant=significant,
                            replicates=replicate_means, n_boot=int(n_boot), confidence=confidence,
-                           subset_fraction=float(subset_fraction), seed_noise=seed_noise, informative=varies)
+                           subset_fraction=float(subset_fraction), seed_noise=seed_noise, informative=varies,
+                           resolution=ground_truth_resolution(results, seeds=seeds))
 
 
 def _nanmean(a, axis=None):

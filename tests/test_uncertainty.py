@@ -150,3 +150,56 @@ def test_a_metric_scoring_few_models_is_not_ranked_above_those_scoring_all():
     assert list(table.index)[-1] == "subset" and table.loc["subset", "models scored"] == "8/24"
     assert list(table.index)[0] == "perfect"
     assert "listed last: subset" in format_bootstrap(res)
+
+
+def test_ground_truth_resolution_counts_pairs_beyond_seed_noise():
+    import scipy.stats
+
+    from evaluation.report import format_bootstrap
+    from evaluation.uncertainty import ground_truth_resolution
+
+    gt = {"a": 50.0, "b": 60.0, "c": 60.5, "d": 99.0}
+    seeds = {"d0": {"a": [49.0, 50.0, 51.0], "b": [59.0, 60.0, 61.0], "c": [58.5, 60.5, 62.5], "d": [99.0, 99.0, 99.0]}}
+    r = _result("d0", gt, {"perfect": dict(gt)})
+    res = ground_truth_resolution([r], seeds=seeds)
+    row = res.loc["d0"]
+    assert (row["n_models"], row["n_pairs"], row["pairs_tested"]) == (4, 6, 6)
+    assert row["accuracy_range"] == pytest.approx(49.0) and row["median_seed_std"] == pytest.approx(1.0)
+    # b vs c: 0.5 apart with stds 1 and 2 -> not separated; every other pair is many stds apart
+    p_bc = scipy.stats.ttest_ind([59.0, 60.0, 61.0], [58.5, 60.5, 62.5], equal_var=False).pvalue
+    assert p_bc > 0.05
+    assert row["separated_pairs"] == pytest.approx(5 / 6)
+    # without seeds nothing can be tested; a model with a single seed is left out of the tests
+    assert np.isnan(ground_truth_resolution([r]).loc["d0", "separated_pairs"])
+    one = {"d0": {**seeds["d0"], "d": [99.0]}}
+    assert ground_truth_resolution([r], seeds=one).loc["d0", "pairs_tested"] == 3
+    # two exact models tie only when equal; attached to the bootstrap and printed
+    same = {"d0": {"a": [50.0] * 3, "b": [60.0] * 3, "c": [60.5] * 3, "d": [99.0] * 3}}
+    assert ground_truth_resolution([r], seeds=same).loc["d0", "separated_pairs"] == 1.0
+    boot = bootstrap_rank_measures([r], seeds=seeds, n_boot=20)
+    assert boot.resolution.loc["d0", "separated_pairs"] == pytest.approx(5 / 6)
+    assert "ground-truth resolution" in format_bootstrap(boot)
+    with pytest.raises(ValueError, match="alpha"):
+        ground_truth_resolution([r], seeds=seeds, alpha=0.0)
+
+
+def test_a_metric_skipping_models_is_compared_on_the_models_both_scored():
+    """'subset' is perfect on the 6 models it scores; 'full' is perfect on those 6 and random on the
+    rest. Judged each on its own models, subset would look better; on their common models they are
+    equal, so neither is significantly better (while 'full' still beats 'random' on all models)."""
+    zoo = _zoo(M=12, datasets=3)
+    rng = np.random.default_rng(5)
+    for r in zoo:
+        first = r.models[:6]
+        r.scores["subset"] = {m: r.ground_truth[m] for m in first}
+        r.scores["full"] = {m: (r.ground_truth[m] if m in first else float(rng.normal(0, 50))) for m in r.models}
+        for k in ("subset", "full"):
+            r.seconds[k] = {m: 0.0 for m in r.scores[k]}
+            r.metrics.append(k)
+    res = bootstrap_rank_measures(zoo, n_boot=100, random_state=1)
+    assert res.summary.loc["subset", "point"] > res.summary.loc["full", "point"]   # alone, subset looks better
+    assert not res.significant.loc["subset", "full"] and not res.significant.loc["full", "subset"]
+    assert res.difference_low.loc["subset", "full"] == pytest.approx(0.0, abs=1e-12)
+    assert res.difference_high.loc["subset", "full"] == pytest.approx(0.0, abs=1e-12)
+    assert res.difference_low.loc["full", "subset"] == pytest.approx(0.0, abs=1e-12)
+    assert res.significant.loc["perfect", "random"]
