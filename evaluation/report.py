@@ -7,6 +7,8 @@
 * :func:`plot_agreement` — one PNG per dataset: the metric x metric Kendall-tau heatmap (the view
   that needs no ground truth).
 * :func:`format_dataset_report` / :func:`format_summary` — the text tables the scripts print.
+* :func:`markdown_table` — the README's table of a written results directory
+  (``scripts/results_table.py``).
 
 Figures are drawn on ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot, no display, no
 global backend switch) and written atomically.
@@ -30,7 +32,7 @@ from .runner import DatasetResult, EvaluationResult
 from .tables import RANK_MEASURES, agreement_table, ranking_table, scores_table, summary_table
 
 __all__ = ["plot_scores_vs_truth", "plot_weighted_tau_summary", "plot_agreement", "format_dataset_report", "format_bootstrap",
-           "format_summary", "print_report", "write_report"]
+           "format_summary", "print_report", "write_report", "markdown_table"]
 
 
 def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
@@ -204,3 +206,44 @@ def write_report(result: EvaluationResult, out_dir: str | os.PathLike) -> Dict[s
     if any(r.ground_truth is not None for r in results):
         written["summary_weighted_tau"] = plot_weighted_tau_summary(results, out / "summary_weighted_tau.png")
     return written
+
+
+def markdown_table(results_dir: str | os.PathLike, *, digits: int = 2) -> str:
+    """The README's table of a written evaluation (``save_results`` + ``save_bootstrap`` under
+    ``results_dir``): per metric the models scored per dataset, weighted tau per dataset, the mean
+    with its bootstrap interval, mean Kendall tau, mean Pearson, mean Rel@1 and the seconds over all
+    datasets. Metrics that scored every model first, each group by mean weighted tau (as
+    :func:`evaluation.uncertainty.format_interval_table`). ``FileNotFoundError`` names a missing file."""
+    root = Path(results_dir)
+    need = [root / "summary.csv", root / "bootstrap" / "weighted_tau_summary.csv"]
+    missing = [str(p) for p in need if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"not a written evaluation with bootstrap (missing {', '.join(missing)})")
+    summary = pd.read_csv(need[0], index_col="metric")
+    boot = pd.read_csv(need[1], index_col="metric")
+    datasets = [p.name[:-len("_ranking.csv")] for p in sorted((root / "tables").glob("*_ranking.csv"))]
+    json_order = None
+    results_json = root / "results.json"
+    if results_json.is_file():
+        import json
+        json_order = list(json.loads(results_json.read_text())["datasets"])
+    order = [d for d in (json_order or datasets) if d in datasets]
+    per = {d: pd.read_csv(root / "tables" / f"{d}_ranking.csv", index_col="metric") for d in order}
+    partial = boot["n_scored"] < boot["n_models"]
+    ranked = boot.assign(_partial=partial).sort_values(["_partial", "point"], ascending=[True, False]).index
+
+    def num(v) -> str:
+        return "—" if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v)) else f"{v:.{digits}f}"
+
+    head = (["metric", "models scored"] + [f"wτ {d}" for d in order] +
+            ["mean wτ [95% CI]", "mean τ", "mean Pearson", "mean Rel@1", "seconds (all sets)"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in ranked:
+        b = boot.loc[m]
+        ci = (f"{num(b['point'])} [{num(b['ci_low'])}, {num(b['ci_high'])}]" if math.isfinite(b["point"]) else "—")
+        scored = "/".join(str(int(per[d].loc[m, "n_models"])) if m in per[d].index else "0" for d in order)
+        row = ([m, scored] + [num(per[d].loc[m, "weighted_tau"]) if m in per[d].index else "—" for d in order] +
+               [ci, num(summary.loc[m, "kendall_tau"]), num(summary.loc[m, "pearson"]),
+                num(summary.loc[m, "rel@1"]), f"{summary.loc[m, 'seconds']:.1f}"])
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

@@ -63,6 +63,13 @@ def test_run_default_protocol_features_and_finished_cells(tmp_path, monkeypatch,
     assert "protocol features: 12 training images per class" in out and "bootstrap interval" in out
     assert np.load(tmp_path / "c" / "features" / "textures" / "fmnist_vgg_e5.npy").shape[0] == 36
     assert sorted(json.loads((tmp_path / "r1" / "results.json").read_text())["datasets"]["textures"]["models"]) == small
+    from evaluation.report import markdown_table
+    lines = markdown_table(tmp_path / "r1").splitlines()
+    assert lines[0].startswith("| metric | models scored | wτ textures | mean wτ [95% CI]") and len(lines) == 4
+    assert {ln.split(" | ")[0][2:] for ln in lines[2:]} == {"emms", "logme"}
+    assert all(ln.split(" | ")[1] == "3" for ln in lines[2:])
+    with pytest.raises(FileNotFoundError, match="summary.csv"):
+        markdown_table(tmp_path / "nothing")
 
     # interim: only the finished cells of the partial file (2 of 3 here) are judged
     partial_dir = tmp_path / "partial"
