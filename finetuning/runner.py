@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from .claims import CellClaims
 from .config import FinetuneConfig
 from .engine import accuracy_percent, check_input_size, prepare_inputs, train_model, use_channels_last
 from .results import ResultsStore
@@ -239,18 +240,35 @@ class FinetuneUnit:
         store = ResultsStore(self.partial_path, self.config)
         if store.has(self.model, self.dataset):
             return store.get(self.model, self.dataset)
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.num_threads)
-        try:
-            record = finetune_pair(self.model, self.dataset, self.config, model_factory=self.model_factory,
-                                   dataset_getter=self.dataset_getter, progress=False, store=store,
-                                   deadline=self.deadline)
-        except TimeBudgetExceeded:
-            return None
-        finally:
-            torch.set_num_threads(previous_threads)
-        store.put(record)
-        return record
+        with CellClaims(self.partial_path).claim(self.model, self.dataset) as mine:
+            if not mine:                   # another run is training this cell
+                return {"model": self.model, "dataset": self.dataset, HELD_ELSEWHERE: True}
+            store = ResultsStore(self.partial_path, self.config)
+            if store.has(self.model, self.dataset):
+                return store.get(self.model, self.dataset)
+            previous_threads = torch.get_num_threads()
+            torch.set_num_threads(self.config.num_threads)
+            try:
+                record = finetune_pair(self.model, self.dataset, self.config, model_factory=self.model_factory,
+                                       dataset_getter=self.dataset_getter, progress=False, store=store,
+                                       deadline=self.deadline)
+            except TimeBudgetExceeded:
+                return None
+            finally:
+                torch.set_num_threads(previous_threads)
+            store.put(record)
+            return record
+
+
+#: key of a :class:`FinetuneUnit` result whose cell another run held (``finetuning.claims``)
+HELD_ELSEWHERE = "held_elsewhere"
+
+
+def _held_elsewhere(held: Sequence[tuple], store: ResultsStore, pairs: Sequence[tuple], partial_path) -> None:
+    print(f"{len(held)} cell(s) are being trained by other runs sharing {partial_path} "
+          f"({', '.join(f'{m}/{d}' for m, d in held[:6])}{', ...' if len(held) > 6 else ''}); "
+          f"{len(store)} of {len(pairs)} pairs finished: the last run to finish writes the table (or re-run)")
+    return None
 
 
 def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: FinetuneConfig,
@@ -271,7 +289,11 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
     re-run with the same ``config`` skips the finished pairs (a different ``config`` is refused
     by :class:`~finetuning.results.ResultsStore`). ``executor`` (an ``executor.base.Executor``, e.g.
     Ray): the unfinished cells run as :class:`FinetuneUnit` s on it (``resources`` each), writing
-    to the same partial file; ``None``: one after the other in this process. When every pair is done the table
+    to the same partial file; ``None``: one after the other in this process. Either way a cell is
+    trained only under its claim (:class:`finetuning.claims.CellClaims`): runs sharing the partial
+    file (several ``finetune.py`` workers, on one machine or a cluster's shared disk) skip the
+    cells another live run holds and train the others, so N identical workers split the table; a
+    run that had to skip cells writes no table (the last one to finish does). When every pair is done the table
     (:func:`finetuning.table.build_table`) is written atomically to ``output_path`` and returned.
     """
     from tqdm.auto import tqdm
@@ -294,27 +316,46 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
                  for m, d in pairs if not store.has(m, d) and not (skip is not None and skip(m, d))]
         out = executor.map(run_unit, units, resources=resources, desc="fine-tune", progress=progress)
         store = ResultsStore(partial_path, config)          # what the units wrote
+        held = [(r["model"], r["dataset"]) for r in out if r is not None and r.get(HELD_ELSEWHERE)]
+        if held:
+            return _held_elsewhere(held, store, pairs, partial_path)
         if any(r is None for r in out):
             print(f"stopped: time budget spent; {len(store)} of {len(pairs)} pairs finished, partial results in "
                   f"{partial_path} (re-run to continue)")
             return None
+    claims = CellClaims(partial_path)
+    held = []
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.num_threads)
     try:
         bar = tqdm(pairs, desc="fine-tune", unit="run", disable=not progress)
         for m, d in bar:
             bar.set_postfix_str(f"{m} / {d}")
-            if store.has(m, d) or (skip is not None and skip(m, d)):
+            if skip is not None and skip(m, d):
                 continue
-            try:
-                store.put(finetune_pair(m, d, config, model_factory=model_factory, dataset_getter=dataset_getter,
-                                        progress=progress, store=store, deadline=deadline))
-            except TimeBudgetExceeded as stop:
-                print(f"stopped: {stop}; {len(store)} of {len(pairs)} pairs finished, partial results in "
-                      f"{partial_path} (re-run to continue)")
-                return None
+            store = ResultsStore(partial_path, config)      # another run may have finished the cell
+            if store.has(m, d):
+                continue
+            with claims.claim(m, d) as mine:
+                if not mine:                                # another run is training it: go on
+                    held.append((m, d))
+                    continue
+                store = ResultsStore(partial_path, config)
+                if store.has(m, d):
+                    continue
+                try:
+                    store.put(finetune_pair(m, d, config, model_factory=model_factory, dataset_getter=dataset_getter,
+                                            progress=progress, store=store, deadline=deadline))
+                except TimeBudgetExceeded as stop:
+                    print(f"stopped: {stop}; {len(store)} of {len(pairs)} pairs finished, partial results in "
+                          f"{partial_path} (re-run to continue)")
+                    return None
     finally:
         torch.set_num_threads(previous_threads)
+    store = ResultsStore(partial_path, config)
+    held = [(m, d) for m, d in held if not store.has(m, d)]
+    if held:
+        return _held_elsewhere(held, store, pairs, partial_path)
     table = build_table({(m, d): store.get(m, d) for m, d in pairs if store.has(m, d)}, config,
                         about=about, group=group)
     empty: dict = {}
