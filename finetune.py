@@ -117,6 +117,7 @@ def estimate(models, datasets, config: FinetuneConfig) -> dict:
 def status(partial: Path, models, datasets, config: FinetuneConfig) -> dict:
     """How far ``partial`` is (finetuning.cost.table_progress) for this configuration's table."""
     import data
+    from finetuning.claims import CellClaims
     from finetuning.cost import format_progress, table_progress
     from finetuning.protocol import excluded
     from finetuning.results import ResultsStore
@@ -127,6 +128,10 @@ def status(partial: Path, models, datasets, config: FinetuneConfig) -> dict:
     classes = {d: len(data.get_dataset(d, split="train").classes) for d in datasets}
     progress = table_progress(doc, models, classes, config, skip=excluded)
     print(f"{partial}:\n{format_progress(progress)}")
+    live = CellClaims(partial).live()
+    if live:
+        print("being trained now: " + ", ".join(f"{m} on {d} (pid {c.get('pid')} on {c.get('host')} since "
+                                                f"{c.get('started')})" for m, d, c in live))
     return progress
 
 

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional, Tuple
 
 __all__ = ["CellClaims"]
 
@@ -66,6 +66,16 @@ class CellClaims:
         if claim.get("host") == self.host and not _pid_alive(int(claim.get("pid", -1))):
             return None
         return claim
+
+    def live(self) -> List[Tuple[str, str, dict]]:
+        """``(model, dataset, claim)`` of every cell some live run holds now (sorted)."""
+        out = []
+        for path in sorted(self.root.glob("*/*.claim")) if self.root.is_dir() else []:
+            model, dataset = path.name[:-len(".claim")], path.parent.name
+            claim = self.holder(model, dataset)
+            if claim is not None:
+                out.append((model, dataset, claim))
+        return out
 
     @contextlib.contextmanager
     def claim(self, model: str, dataset: str) -> Iterator[bool]:

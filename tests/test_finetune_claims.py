@@ -27,6 +27,7 @@ def test_a_claim_is_exclusive_between_processes_and_goes_stale_with_its_holder(t
         assert proc.stdout.readline().strip() == "mine"
         claims = CellClaims(partial, heartbeat_s=0.2, stale_after_s=30)
         assert claims.holder("tiny_a", "colours")["pid"] == proc.pid
+        assert [(m, d, c["pid"]) for m, d, c in claims.live()] == [("tiny_a", "colours", proc.pid)]
         with claims.claim("tiny_a", "colours") as mine:
             assert not mine                                        # held by the live process
         with claims.claim("tiny_b", "colours") as mine:            # another cell is free
@@ -40,6 +41,7 @@ def test_a_claim_is_exclusive_between_processes_and_goes_stale_with_its_holder(t
         proc.wait()
     # a killed holder (same host, no such pid) leaves a stale claim that is taken over
     assert claims.path("tiny_a", "colours").exists() and claims.holder("tiny_a", "colours") is None
+    assert claims.live() == []
     with claims.claim("tiny_a", "colours") as mine:
         assert mine
     assert not claims.path("tiny_a", "colours").exists()
