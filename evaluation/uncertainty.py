@@ -17,8 +17,8 @@ undefined, e.g. constant scores on the subset, are left out of that mean). Every
 perturbed setups, so differences between metrics are paired: metric a is *significantly* better than
 b when the ``confidence`` percentile interval of ``mean_a - mean_b`` over the replicates lies above 0
 (over the datasets both metrics scored; when one of them skips models, e.g. LEEP without a source
-head, both are judged on the models both scored, so the comparison stays on one ranking problem). Point values are the unperturbed means; intervals are
-percentile intervals. Deterministic for a given ``random_state``.
+head, both are judged on the models both scored, so the comparison stays on one ranking problem).
+Point values are the unperturbed means; intervals are percentile intervals. Deterministic for a given ``random_state``.
 
 How well the ground truth itself can order the models is reported next to it
 (:func:`ground_truth_resolution`, ``BootstrapResult.resolution``): per dataset the share of model
@@ -269,7 +269,7 @@ def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
     low = pd.DataFrame(np.nan, index=pd.Index(metrics, name="metric"), columns=metrics)
     high = low.copy()
     significant = pd.DataFrame(False, index=low.index, columns=metrics)
-    scored = np.array([[np.isfinite(S[i]).tobytes() for i in range(n_metrics)] for _, S, _ in prepared], dtype=object)
+    scored_masks = [[np.isfinite(S[i]).tobytes() for i in range(n_metrics)] for _, S, _ in prepared]
 
     judged: Dict[tuple, tuple] = {}
 
@@ -300,7 +300,7 @@ def bootstrap_rank_measures(results: Sequence[DatasetResult], *,
         for j, b in enumerate(metrics):
             if i == j:
                 continue
-            if all(scored[d, i] == scored[d, j] for d in range(len(prepared))):
+            if all(masks[i] == masks[j] for masks in scored_masks):
                 both = defined[:, i] & defined[:, j]
                 rep_i, rep_j = boot[:, :, i], boot[:, :, j]
             else:
