@@ -48,6 +48,7 @@ WEIGHT_DECAY = 0.05
 WARMUP_FRACTION = 0.1
 SEED = 0
 NUM_THREADS = 1                 # 2 shared cores: 2 threads ran 10x slower than 1 under load
+BF16_MODELS: list = []          # models trained in bfloat16 autocast (docs/finetune.md, Precision)
 OUTPUT = ROOT / "data" / "ground_truth" / "offline_zoo_v2.json"
 PARTIAL_DIR = ROOT / "data" / "ground_truth" / "partial"
 
@@ -81,9 +82,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--status", action="store_true",
                    help="only report how far the partial-results file is and the cost left (trains nothing)")
     p.add_argument("--restart", action="store_true", help="discard the partial results and start over")
+    p.add_argument("--bf16-models", nargs="+", default=BF16_MODELS, metavar="PATTERN",
+                   help="fnmatch patterns of the models whose training steps run in bfloat16 autocast "
+                        "(finetuning.engine.PRECISIONS; the others in float32; a started cell keeps its precision)")
     p.add_argument("--no-progress", action="store_true")
     add_executor_arguments(p)           # --executor ray: one Ray task per (model, dataset) cell
     return p.parse_args(argv)
+
+
+def precision_policy(bf16_patterns):
+    """``model -> "bf16"`` for a model matching one of the fnmatch ``bf16_patterns``, else ``"fp32"``."""
+    from fnmatch import fnmatchcase
+
+    patterns = tuple(bf16_patterns)
+    return lambda model: "bf16" if any(fnmatchcase(model, p) for p in patterns) else "fp32"
 
 
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
@@ -152,7 +164,8 @@ def main(argv=None):
     with executor_from_args(args) as ex:      # serial: the in-process loop of run_benchmark
         table = run_benchmark(args.models, args.datasets, config, args.output, partial, group=args.output.stem,
                               progress=not args.no_progress, skip=excluded, deadline=deadline,
-                              executor=ex if ex.distributed else None, resources=executor_resources(args))
+                              executor=ex if ex.distributed else None, resources=executor_resources(args),
+                              precision=precision_policy(args.bf16_models))
     if table is None:
         return None
     print(f"wrote {args.output} ({len(args.models)} models x {len(args.datasets)} datasets, "

@@ -29,8 +29,10 @@ __all__ = ["time_run", "project_table", "table_progress", "format_progress"]
 
 def time_run(model_name: str, config: FinetuneConfig, *, num_classes: int = 10, n_images: int = 64,
              n_train: int | None = None, n_eval: int | None = None,
-             model_factory: ModelFactory = default_model_factory) -> dict:
+             model_factory: ModelFactory = default_model_factory, precision: str = "fp32") -> dict:
     """Time one epoch + one evaluation pass of ``model_name`` on random protocol-size inputs.
+
+    ``precision``: the training steps' arithmetic (:data:`finetuning.engine.PRECISIONS`).
 
     ``n_train`` / ``n_eval``: images per class of a full run (default: the config's train size and
     val + test sizes). Returns ``{model, input_size, build_s, train_s_per_img, eval_s_per_img,
@@ -51,7 +53,7 @@ def time_run(model_name: str, config: FinetuneConfig, *, num_classes: int = 10, 
         y = torch.randint(0, num_classes, (n_images,), generator=g)
         t0 = time.perf_counter()
         train_model(model, x, y, lr=min(config.lrs), epochs=1, batch_size=config.batch_size,
-                    optimizer=config.optimizer, weight_decay=config.weight_decay)
+                    optimizer=config.optimizer, weight_decay=config.weight_decay, precision=precision)
         train_s = (time.perf_counter() - t0) / n_images
         t0 = time.perf_counter()
         predict(model, x, batch_size=config.batch_size)

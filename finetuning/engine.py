@@ -6,6 +6,7 @@ the same ``(N, C, H, W)`` tensor.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -32,6 +33,8 @@ __all__ = [
     "predict",
     "accuracy_percent",
     "freeze_norm_stats",
+    "PRECISIONS",
+    "check_precision",
 ]
 
 OptimizerFactory = Callable[[List[dict], float], torch.optim.Optimizer]
@@ -41,6 +44,22 @@ OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 
 #: decorator registering an optimiser factory ``f(param_groups, lr)`` under a name
 register_optimizer = OPTIMIZERS.register
+
+
+#: training-step arithmetic -> the autocast dtype of the forward pass (``None``: plain float32).
+#: ``"bf16"``: the forward pass of every training step runs under ``torch.autocast(dtype=bfloat16)``
+#: (matrix products and convolutions in bfloat16 with float32 accumulation; softmax, norms and the
+#: loss stay float32); weights, gradients and optimiser state stay float32 and evaluation
+#: (:func:`predict`) is float32. An execution choice like the thread count, not part of the protocol:
+#: ``docs/finetune.md`` (Precision) gives its measured speed and its agreement with float32.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is a key of :data:`PRECISIONS`, else a ``ValueError`` listing them."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; available: {sorted(PRECISIONS)}")
+    return precision
 
 
 @register_optimizer("adamw")
@@ -257,7 +276,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
                 batch_size: int, optimizer: str = "adamw", weight_decay: float = 0.0,
                 warmup_fraction: float = 0.0, label_smoothing: float = 0.0,
                 freeze_bn_stats: bool = False, generator: Optional[torch.Generator] = None,
-                progress: bool = False, desc: str = "train") -> List[float]:
+                precision: str = "fp32", progress: bool = False, desc: str = "train") -> List[float]:
     """Fine-tune ``model`` in place on ``(x, y)`` and return the mean training loss of every epoch.
 
     Minimises the cross-entropy ``-(1/B) sum_i log softmax(f(x_i))[y_i]`` of the logits
@@ -265,7 +284,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
     :data:`OPTIMIZERS` and a per-step linear-warm-up + cosine learning-rate schedule
     (:func:`warmup_cosine_lambda`). Batch norm runs in training mode (batch statistics, running
     averages updated) unless ``freeze_bn_stats``. Batches are handed over in the network's memory
-    format (:func:`memory_format_of`; see :func:`use_channels_last`).
+    format (:func:`memory_format_of`; see :func:`use_channels_last`). ``precision``: a key of
+    :data:`PRECISIONS` (the forward pass's arithmetic; the loss is taken on float32 logits).
 
     Args:
         x: (N, C, H, W) inputs; y: (N,) int64 labels in ``[0, K)``.
@@ -276,6 +296,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
+    autocast_dtype = PRECISIONS[check_precision(precision)]
     opt = build_optimizer(model, optimizer, lr, weight_decay)
     total = _num_batches(x.shape[0], batch_size) * epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(total, int(warmup_fraction * total)))
@@ -287,7 +308,10 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
     for _ in tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=not progress):
         total_loss, seen = 0.0, 0
         for b in _batches(x.shape[0], batch_size, generator):
-            logits = model(_batch(x, b, fmt))
+            with (contextlib.nullcontext() if autocast_dtype is None
+                  else torch.autocast(x.device.type, dtype=autocast_dtype)):
+                logits = model(_batch(x, b, fmt))
+            logits = logits.float()                      # a no-op in float32
             if logits.ndim != 2 or logits.shape[0] != len(b):
                 raise ValueError(f"model must return (batch, classes) logits, got shape {tuple(logits.shape)}")
             loss = F.cross_entropy(logits, y[b], label_smoothing=label_smoothing)

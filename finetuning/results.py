@@ -100,6 +100,10 @@ class ResultsStore:
         """The finished (lr, seed) training run of ``model`` on ``dataset``, or ``None``."""
         return self._trials.get(dataset, {}).get(model, {}).get(trial_key(lr, seed))
 
+    def trials(self, model: str, dataset: str) -> Dict[str, dict]:
+        """Every finished training run of ``model`` on ``dataset``: ``{trial_key: trial}`` (a copy)."""
+        return dict(self._trials.get(dataset, {}).get(model, {}))
+
     def put_trial(self, model: str, dataset: str, lr: float, seed: int, trial: dict) -> None:
         """Keep one finished training run (saved atomically at once)."""
         self._trials.setdefault(dataset, {}).setdefault(model, {})[trial_key(lr, seed)] = trial

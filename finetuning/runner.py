@@ -29,13 +29,14 @@ import torch
 
 from .claims import CellClaims
 from .config import FinetuneConfig
-from .engine import accuracy_percent, check_input_size, prepare_inputs, train_model, use_channels_last
+from .engine import (accuracy_percent, check_input_size, check_precision, prepare_inputs, train_model,
+                     use_channels_last)
 from .results import ResultsStore
 from .splits import protocol_subsets
 from .table import GROUP, build_table
 
 __all__ = ["TimeBudgetExceeded", "select_best_lr", "next_lr", "is_bracketed", "finetune_pair", "FinetuneUnit", "run_benchmark",
-           "default_model_factory", "default_dataset_getter", "LR_EXTENSION_FACTOR", "LR_LIMITS"]
+           "default_model_factory", "default_dataset_getter", "LR_EXTENSION_FACTOR", "LR_LIMITS", "cell_precision"]
 
 ModelFactory = Callable[[str, int], tuple]  # (name, num_classes) -> (nn.Module, preprocess)
 DatasetGetter = Callable[..., object]       # (name, split=...) -> dataset with .targets, .classes
@@ -115,11 +116,31 @@ def is_bracketed(lrs: Sequence[float], best_lr: float) -> bool:
     return min(lrs) < best_lr < max(lrs)
 
 
+def cell_precision(store: Optional[ResultsStore], model: str, dataset: str, requested: str) -> str:
+    """The precision the cell (``model``, ``dataset``) trains in: that of its finished runs in
+    ``store`` (a run without the field was ``"fp32"``), else ``requested``.
+
+    A cell started in another precision than ``requested`` continues in its own, said on stdout: its
+    learning-rate search and seeds are compared with each other, so they share one arithmetic. A
+    cell whose finished runs disagree is a ``ValueError`` naming them.
+    """
+    done = {} if store is None else store.trials(model, dataset)
+    used = sorted({t.get("precision", "fp32") for t in done.values()})
+    if len(used) > 1:
+        raise ValueError(f"{model} on {dataset}: the finished runs in {store.path} mix precisions {used}; "
+                         "delete the cell's trials of one of them")
+    if used and used[0] != requested:
+        print(f"{model} on {dataset}: continues in {used[0]} (its {len(done)} finished run(s)), "
+              f"not the requested {requested}")
+        return used[0]
+    return requested
+
+
 def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
                   model_factory: ModelFactory = default_model_factory,
                   dataset_getter: DatasetGetter = default_dataset_getter,
                   progress: bool = True, store: Optional[ResultsStore] = None,
-                  deadline: Optional[float] = None) -> dict:
+                  deadline: Optional[float] = None, precision: str = "fp32") -> dict:
     """Fine-tune ``model_name`` on ``dataset_name``: adaptive lr search, then ``n_seeds`` seeds.
 
     1. Subsets: :func:`finetuning.splits.protocol_subsets` (train / val from the train split,
@@ -132,7 +153,9 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
     Every run builds a fresh model after ``torch.manual_seed(seed)`` and shuffles batches with a
     generator seeded by ``seed``. With ``store`` every finished run is saved at once and reused on a
     re-run (resume inside a pair). ``deadline`` (a ``time.time()`` value): no new run starts after
-    it (:class:`TimeBudgetExceeded`; finished runs are in ``store``).
+    it (:class:`TimeBudgetExceeded`; finished runs are in ``store``). ``precision``: the training
+    steps' arithmetic (:data:`finetuning.engine.PRECISIONS`); one cell never mixes two, so a cell
+    whose finished runs in ``store`` used another one continues in theirs (:func:`cell_precision`).
 
     Record keys: ``model, dataset, num_classes, n_train, n_val, n_test`` (totals), ``seed``,
     ``input_size`` ([h, w]), ``best_lr``, ``lr_bracketed``, ``val_acc`` (mean over seeds),
@@ -140,9 +163,11 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
     ``test_acc_std`` (sample std, ddof=1; ``None`` with one seed), ``seeds``, ``per_lr`` (the
     search runs ``{lr, seed, val_acc, test_acc, train_loss, memory_format, seconds}`` in evaluation
     order; ``memory_format``: :func:`finetuning.engine.use_channels_last`),
-    ``seed_runs`` (the runs at ``best_lr``, seed order), ``seconds`` (sum of the runs' times).
+    ``seed_runs`` (the runs at ``best_lr``, seed order), ``seconds`` (sum of the runs' times),
+    ``precision`` (also in every run; a record or run without it was trained in ``"fp32"``).
     """
     where = f"{model_name} on {dataset_name}"
+    precision = cell_precision(store, model_name, dataset_name, check_precision(precision))
     train_ds = dataset_getter(dataset_name, split="train")
     test_ds = dataset_getter(dataset_name, split="test")
     y_train_all = _targets(train_ds, f"{dataset_name} (train split)")
@@ -181,13 +206,13 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
                              warmup_fraction=config.warmup_fraction,
                              label_smoothing=config.label_smoothing,
                              freeze_bn_stats=config.freeze_bn_stats,
-                             generator=torch.Generator().manual_seed(seed),
+                             generator=torch.Generator().manual_seed(seed), precision=precision,
                              progress=progress, desc=f"{where} lr={lr:g} seed={seed}")
         rec = {"lr": lr, "seed": seed, "input_size": list(x_tr.shape[2:]),
                "val_acc": accuracy_percent(model, x_va, y_va, config.batch_size),
                "test_acc": accuracy_percent(model, x_te, y_te, config.batch_size),
                "train_loss": [round(v, 5) for v in losses], "memory_format": memory_format,
-               "seconds": round(time.perf_counter() - t_lr, 2)}
+               "precision": precision, "seconds": round(time.perf_counter() - t_lr, 2)}
         del model
         if store is not None:
             store.put_trial(model_name, dataset_name, lr, seed, rec)
@@ -215,7 +240,7 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
             "val_acc": float(np.mean(val)), "test_acc": float(np.mean(test)),
             "val_acc_seeds": val, "test_acc_seeds": test,
             "test_acc_std": float(np.std(test, ddof=1)) if len(test) > 1 else None,
-            "per_lr": list(search.values()), "seed_runs": seed_runs,
+            "per_lr": list(search.values()), "seed_runs": seed_runs, "precision": precision,
             "seconds": round(sum(float(r["seconds"]) for r in runs), 2)}
 
 
@@ -235,6 +260,7 @@ class FinetuneUnit:
     dataset_getter: DatasetGetter = default_dataset_getter
     deadline: Optional[float] = None
     resources: Any = field(default=None, compare=False)
+    precision: str = "fp32"
 
     def run(self) -> Optional[dict]:
         store = ResultsStore(self.partial_path, self.config)
@@ -251,7 +277,7 @@ class FinetuneUnit:
             try:
                 record = finetune_pair(self.model, self.dataset, self.config, model_factory=self.model_factory,
                                        dataset_getter=self.dataset_getter, progress=False, store=store,
-                                       deadline=self.deadline)
+                                       deadline=self.deadline, precision=self.precision)
             except TimeBudgetExceeded:
                 return None
             finally:
@@ -277,7 +303,8 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
                   dataset_getter: DatasetGetter = default_dataset_getter,
                   progress: bool = True, about: Optional[str] = None, group: str = GROUP,
                   skip: Optional[Callable[[str, str], bool]] = None,
-                  deadline: Optional[float] = None, executor=None, resources=None) -> Optional[dict]:
+                  deadline: Optional[float] = None, executor=None, resources=None,
+                  precision: str | Callable[[str], str] = "fp32") -> Optional[dict]:
     """Fine-tune every model on every dataset, resumably, and write the ground-truth table.
 
     ``skip(model, dataset) -> True`` leaves a cell empty (e.g. a network pre-trained on data that
@@ -293,7 +320,9 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
     trained only under its claim (:class:`finetuning.claims.CellClaims`): runs sharing the partial
     file (several ``finetune.py`` workers, on one machine or a cluster's shared disk) skip the
     cells another live run holds and train the others, so N identical workers split the table; a
-    run that had to skip cells writes no table (the last one to finish does). When every pair is done the table
+    run that had to skip cells writes no table (the last one to finish does). ``precision``: a key of
+    :data:`finetuning.engine.PRECISIONS` for every model, or ``model -> key`` (see
+    :func:`finetune_pair`; a cell keeps the precision it started in). When every pair is done the table
     (:func:`finetuning.table.build_table`) is written atomically to ``output_path`` and returned.
     """
     from tqdm.auto import tqdm
@@ -308,11 +337,15 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
             raise ValueError(f"duplicate {kind}: {names}")
     if len(models) < 2:
         raise ValueError("a ground-truth ranking needs at least two models")
+    precision_of = precision if callable(precision) else (lambda _m, _p=precision: _p)
+    for m in models:
+        check_precision(precision_of(m))
     store = ResultsStore(partial_path, config)
     pairs = [(m, d) for d in datasets for m in models]
     if executor is not None:
         from executor.base import run_unit
-        units = [FinetuneUnit(m, d, config, str(partial_path), model_factory, dataset_getter, deadline, resources)
+        units = [FinetuneUnit(m, d, config, str(partial_path), model_factory, dataset_getter, deadline, resources,
+                              precision=precision_of(m))
                  for m, d in pairs if not store.has(m, d) and not (skip is not None and skip(m, d))]
         out = executor.map(run_unit, units, resources=resources, desc="fine-tune", progress=progress)
         store = ResultsStore(partial_path, config)          # what the units wrote
@@ -345,7 +378,8 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
                     continue
                 try:
                     store.put(finetune_pair(m, d, config, model_factory=model_factory, dataset_getter=dataset_getter,
-                                            progress=progress, store=store, deadline=deadline))
+                                            progress=progress, store=store, deadline=deadline,
+                                            precision=precision_of(m)))
                 except TimeBudgetExceeded as stop:
                     print(f"stopped: {stop}; {len(store)} of {len(pairs)} pairs finished, partial results in "
                           f"{partial_path} (re-run to continue)")

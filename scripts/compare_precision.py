@@ -1,0 +1,93 @@
+"""Replicate finished float32 fine-tuning cells in bfloat16 and say whether the ground truth moves.
+
+    .venv/bin/python scripts/compare_precision.py                      # the cells below, resumable
+    .venv/bin/python scripts/compare_precision.py --cells dinov2_s@block4/textures --repeats 0
+
+For each cell: its seed runs at the chosen learning rate re-run in PRECISION with the same subsets
+and seeds (finetuning.precision), the paired per-seed differences, and the training-step speed-up
+measured side by side. Writes OUT_DIR/summary.json (and one resumable store per cell).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PARTIAL = ROOT / "data" / "ground_truth" / "partial" / "offline_zoo_v2.partial.json"
+CELLS = ["dinov2_s@block4/textures", "dinov2_s/textures"]   # finished float32 cells, cheapest first
+PRECISION = "bf16"
+REPEATS = 3                      # alternating timing repeats per model (0: no timing)
+OUT_DIR = ROOT / "docs" / "results" / "precision"
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--partial", type=Path, default=PARTIAL)
+    p.add_argument("--cells", nargs="+", default=CELLS, metavar="MODEL/DATASET")
+    p.add_argument("--precision", default=PRECISION)
+    p.add_argument("--repeats", type=int, default=REPEATS)
+    p.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from data.cache import atomic_save_json
+    from finetuning import FinetuneConfig
+    from finetuning.engine import check_precision
+    from finetuning.precision import compare_seeds, replicate_cell, step_speedup
+
+    try:
+        check_precision(args.precision)
+        doc = json.loads(args.partial.read_text(encoding="utf-8"))
+        config = FinetuneConfig.from_dict(doc["protocol"])
+        cells = [tuple(c.split("/")) for c in args.cells]
+        bad = [c for c in args.cells if c.count("/") != 1]
+        if bad:
+            raise ValueError(f"cells must be MODEL/DATASET, got {bad}")
+        missing = [f"{m}/{d}" for m, d in cells if m not in doc["runs"].get(d, {})]
+        if missing:
+            raise ValueError(f"not finished in {args.partial}: {missing}")
+    except (OSError, ValueError, KeyError) as err:
+        raise SystemExit(f"error: {err}") from None
+    torch.set_num_threads(config.num_threads)
+    summary_path = args.out_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary.update({"partial": str(args.partial.relative_to(ROOT)) if args.partial.is_relative_to(ROOT)
+                    else str(args.partial), "precision": args.precision, "torch": torch.__version__,
+                    "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(terse=True),
+                                "bf16_cpu": torch.backends.mkldnn.is_available() and "avx512_bf16" in _cpu_flags()}})
+    for model, dataset in cells:
+        ref = doc["runs"][dataset][model]
+        store = args.out_dir / f"{model}__{dataset}.{args.precision}.partial.json"
+        new = replicate_cell(ref, config, args.precision, store, progress=True)
+        row = {"best_lr": ref["best_lr"], "seeds": ref["seeds"], "fp32": ref["test_acc_seeds"],
+               args.precision: new["test_acc_seeds"], **compare_seeds(ref["test_acc_seeds"], new["test_acc_seeds"]),
+               "fp32_seconds": [r["seconds"] for r in ref["seed_runs"]],
+               f"{args.precision}_seconds": [r["seconds"] for r in new["seed_runs"]]}
+        if args.repeats:
+            row["step"] = step_speedup(model, config, args.precision, repeats=args.repeats)
+        summary.setdefault("cells", {})[f"{model}/{dataset}"] = row
+        atomic_save_json(summary_path, summary)
+        speed = f", step speed-up {row['step']['speedup']:.2f}x" if "step" in row else ""
+        print(f"{model}/{dataset} lr {ref['best_lr']:g}: fp32 {row['reference_mean']:.2f} ± {row['reference_std']:.2f}, "
+              f"{args.precision} {row['other_mean']:.2f}; paired diff {row['diff_mean']:+.2f} ± {row['diff_std']:.2f} "
+              f"(max |d| {row['max_abs_diff']:.2f}, p {row['p_paired']}){speed}")
+    print(f"wrote {summary_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

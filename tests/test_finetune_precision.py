@@ -1,0 +1,110 @@
+"""bfloat16 training steps (finetuning.engine.PRECISIONS) and the replication check
+(finetuning.precision), on the tiny synthetic task of test_finetune: seconds on 2 cores."""
+import numpy as np
+import pytest
+import torch
+
+from finetuning import FinetuneConfig, ResultsStore, finetune_pair, prepare_inputs, train_model
+from finetuning.precision import compare_seeds, replicate_cell, replication_config
+from finetuning.runner import cell_precision, run_benchmark
+from finetuning.splits import protocol_subsets
+from test_finetune import FAST, CountingFactory, TinyNet, colour_getter, preprocess
+
+KW = dict(model_factory=CountingFactory(), dataset_getter=colour_getter, progress=False)
+
+
+def _train(precision, **kw):
+    train = colour_getter("colours", "train")
+    x, y = prepare_inputs(train, range(len(train)), preprocess, None)
+    torch.manual_seed(0)
+    net = TinyNet(3, 8)
+    losses = train_model(net, x, y, lr=1e-2, epochs=8, batch_size=10, weight_decay=0.0,
+                         generator=torch.Generator().manual_seed(1), precision=precision, **kw)
+    return net, losses, x
+
+
+def test_bf16_training_follows_fp32_and_keeps_float32_weights():
+    net32, l32, x = _train("fp32")
+    net16, l16, _ = _train("bf16")
+    assert l16 != l32                                   # the arithmetic did change ...
+    np.testing.assert_allclose(l16, l32, rtol=0.1)      # ... and the training did not
+    assert l16[-1] < 0.5 * l16[0]
+    assert all(p.dtype == torch.float32 for p in net16.parameters())
+    agree = (net16.eval()(x).argmax(1) == net32.eval()(x).argmax(1)).float().mean()
+    assert agree > 0.9
+
+
+def test_fp32_is_the_default_and_unknown_precisions_are_refused():
+    assert _train("fp32")[1] == _train("fp32")[1]
+    net = TinyNet(3, 4)
+    x, y = torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="unknown precision 'fp16'.*bf16"):
+        train_model(net, x, y, lr=1e-3, epochs=1, batch_size=2, precision="fp16")
+    with pytest.raises(ValueError, match="unknown precision"):
+        finetune_pair("tiny_a", "colours", FinetuneConfig(lrs=(1e-2,), **FAST), precision="half", **KW)
+
+
+def test_a_cell_records_its_precision_and_keeps_it_when_resumed(tmp_path, capsys):
+    cfg = FinetuneConfig(lrs=(1e-2, 1e-3), **FAST)
+    store = ResultsStore(tmp_path / "p.json", cfg)
+    first = finetune_pair("tiny_a", "colours", cfg, store=store, precision="bf16", **KW)
+    assert first["precision"] == "bf16" and {r["precision"] for r in first["per_lr"]} == {"bf16"}
+    # a cell with finished runs continues in their precision, and says so
+    store2 = ResultsStore(tmp_path / "q.json", cfg)
+    store2.put_trial("tiny_a", "colours", 1e-2, 0, dict(first["per_lr"][0]))
+    assert cell_precision(store2, "tiny_a", "colours", "fp32") == "bf16"
+    assert "continues in bf16" in capsys.readouterr().out
+    rec = finetune_pair("tiny_a", "colours", cfg, store=store2, precision="fp32", **KW)
+    assert rec["precision"] == "bf16" and {r["precision"] for r in rec["per_lr"]} == {"bf16"}
+    # runs written before the field existed were float32
+    legacy = {k: v for k, v in first["per_lr"][0].items() if k != "precision"}
+    store3 = ResultsStore(tmp_path / "r.json", cfg)
+    store3.put_trial("tiny_a", "colours", 1e-2, 0, legacy)
+    assert cell_precision(store3, "tiny_a", "colours", "bf16") == "fp32"
+    store3.put_trial("tiny_a", "colours", 1e-3, 0, dict(first["per_lr"][1]))
+    with pytest.raises(ValueError, match=r"mix precisions \['bf16', 'fp32'\]"):
+        cell_precision(store3, "tiny_a", "colours", "bf16")
+    assert cell_precision(None, "tiny_a", "colours", "bf16") == "bf16"
+
+
+def test_run_benchmark_takes_a_per_model_precision(tmp_path):
+    cfg = FinetuneConfig(lrs=(1e-2,), **FAST)
+    table = run_benchmark(["tiny_a", "tiny_b"], ["colours"], cfg, tmp_path / "t.json", tmp_path / "p.json",
+                          precision=lambda m: "bf16" if m == "tiny_b" else "fp32", **KW)
+    assert {m: r["precision"] for m, r in table["runs"]["colours"].items()} == {"tiny_a": "fp32", "tiny_b": "bf16"}
+    with pytest.raises(ValueError, match="unknown precision"):
+        run_benchmark(["tiny_a", "tiny_b"], ["colours"], cfg, tmp_path / "u.json", tmp_path / "v.json",
+                      precision="int8", **KW)
+
+
+def test_replication_reruns_the_seed_runs_on_the_same_subsets(tmp_path):
+    cfg = FinetuneConfig(lrs=(1e-7, 1e-2), n_seeds=2, **FAST)
+    ref = finetune_pair("tiny_b", "colours", cfg, **KW)
+    rep_cfg = replication_config(cfg, ref["best_lr"])
+    assert rep_cfg.lrs == (ref["best_lr"],) and rep_cfg.max_lr_extensions == 0 and rep_cfg.seeds == cfg.seeds
+    y_tr, y_te = colour_getter("colours", "train").targets, colour_getter("colours", "test").targets
+    for a, b in zip(protocol_subsets(y_tr, y_te, cfg), protocol_subsets(y_tr, y_te, rep_cfg)):
+        np.testing.assert_array_equal(a, b)
+    # same arithmetic: the replication reproduces the seed runs exactly
+    same = finetune_pair("tiny_b", "colours", rep_cfg, **KW)
+    assert same["test_acc_seeds"] == ref["test_acc_seeds"]
+    assert [r["train_loss"] for r in same["seed_runs"]] == [r["train_loss"] for r in ref["seed_runs"]]
+    new = replicate_cell(ref, cfg, "bf16", tmp_path / "rep.json", **KW)
+    assert new["precision"] == "bf16" and new["seeds"] == ref["seeds"] and len(new["per_lr"]) == 1
+    again = replicate_cell(ref, cfg, "bf16", tmp_path / "rep.json", model_factory=None, dataset_getter=None)
+    assert again == new                                           # resumed from its store, nothing trained
+    with pytest.raises(ValueError, match="trained in bf16 already"):
+        replicate_cell(new, rep_cfg, "bf16", tmp_path / "x.json", **KW)
+
+
+def test_compare_seeds_known_values():
+    out = compare_seeds([90.0, 92.0, 94.0], [91.0, 93.0, 95.0])
+    assert out["diff_mean"] == 1.0 and out["diff_std"] == 0.0 and out["p_paired"] is None
+    assert out["reference_std"] == 2.0 and out["max_abs_diff"] == 1.0 and out["n"] == 3
+    out = compare_seeds([90.0, 92.0, 94.0], [91.0, 91.0, 95.0])    # d = 1, -1, 1
+    assert out["diff_mean"] == pytest.approx(1 / 3) and out["diff_std"] == pytest.approx(np.sqrt(4 / 3))
+    assert out["p_paired"] == pytest.approx(0.6667, abs=1e-3)      # t = 0.5, 2 dof
+    with pytest.raises(ValueError, match="equal-length"):
+        compare_seeds([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        compare_seeds([1.0, float("nan")], [1.0, 2.0])
