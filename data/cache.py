@@ -63,7 +63,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["CacheLayout", "atomic_write", "atomic_save_npy", "atomic_save_json", "load_npy", "load_entry", "load_json",
            "CacheMissingError", "CacheCorruptError", "RECORD_SUFFIX", "record_path", "read_record",
-           "save_entry", "save_json_entry", "check_entry", "EntryCheck", "entry_lock", "remove_stale_temps",
+           "save_entry", "save_json_entry", "check_entry", "check_record", "EntryCheck", "entry_lock", "remove_stale_temps",
            "stale_note", "cached_array",
            "describe_difference"]
 
@@ -280,8 +280,9 @@ class EntryCheck:
     reason: Optional[str] = None
 
 
-def check_entry(path: str | os.PathLike, made_from: Mapping[str, Any]) -> EntryCheck:
-    """Can cache file ``path`` be reused for an entry made from ``made_from``? (see the module doc)"""
+def check_record(path: str | os.PathLike, made_from: Mapping[str, Any]) -> EntryCheck:
+    """:func:`check_entry` without reading the file's bytes: only its record says it was made from
+    ``made_from`` (for a caller that reads the file with :func:`load_entry`, which checks its hash)."""
     path = Path(path)
     if not path.is_file():
         return EntryCheck(False, None)
@@ -296,9 +297,23 @@ def check_entry(path: str | os.PathLike, made_from: Mapping[str, Any]) -> EntryC
     want = _normalise(made_from)
     if rec["made_from"] != want:
         return EntryCheck(False, describe_difference(rec["made_from"], want))
+    return EntryCheck(True, None)
+
+
+#: the reason of an entry whose bytes do not match its record
+MODIFIED = "the file is corrupt or was modified after it was written"
+
+
+def check_entry(path: str | os.PathLike, made_from: Mapping[str, Any]) -> EntryCheck:
+    """Can cache file ``path`` be reused for an entry made from ``made_from``? (see the module doc)"""
+    path = Path(path)
+    check = check_record(path, made_from)
+    if not check.valid:
+        return check
+    rec = read_record(path)
     size = path.stat().st_size
     if size != rec.get("bytes") or file_sha256(path) != rec["sha256"]:
-        return EntryCheck(False, f"the file is corrupt or was modified after it was written ({size} bytes, "
+        return EntryCheck(False, f"{MODIFIED} ({size} bytes, "
                                  f"recorded {rec.get('bytes')}; content hash differs from its record)")
     return EntryCheck(True, None)
 

@@ -15,6 +15,7 @@ global backend switch) and written atomically.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -222,11 +223,8 @@ def markdown_table(results_dir: str | os.PathLike, *, digits: int = 2) -> str:
     summary = pd.read_csv(need[0], index_col="metric")
     boot = pd.read_csv(need[1], index_col="metric")
     datasets = [p.name[:-len("_ranking.csv")] for p in sorted((root / "tables").glob("*_ranking.csv"))]
-    json_order = None
-    results_json = root / "results.json"
-    if results_json.is_file():
-        import json
-        json_order = list(json.loads(results_json.read_text())["datasets"])
+    results_json = root / "results.json"           # its dataset order (else the file names')
+    json_order = list(json.loads(results_json.read_text())["datasets"]) if results_json.is_file() else None
     order = [d for d in (json_order or datasets) if d in datasets]
     per = {d: pd.read_csv(root / "tables" / f"{d}_ranking.csv", index_col="metric") for d in order}
     partial = boot["n_scored"] < boot["n_models"]

@@ -33,8 +33,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from common import Registry
-from data.cache import (atomic_save_json, check_entry, entry_lock, load_entry, load_json, read_record,
-                        remove_stale_temps, save_entry, save_json_entry, stale_note)
+from data.cache import (MODIFIED, CacheCorruptError, atomic_save_json, check_entry, check_record, entry_lock,
+                        load_entry, load_json, read_record, remove_stale_temps, save_entry, save_json_entry,
+                        stale_note)
 
 from .graph import ImageRef, SampleSource, SemanticGraph
 from .vlm import VLM, image_features_batched, l2_normalise
@@ -246,12 +247,16 @@ class NodeTextCache:
         npy, js = self.paths
         if not (npy.is_file() or js.is_file()):
             return
-        check = check_entry(npy, self.made_from)
+        check = check_record(npy, self.made_from)            # the bytes are hashed once, by load_entry
         why = check.reason or f"the rows file is missing (only its index {js.name} is there)"
         if check.valid and not js.is_file():
             why = f"its index {js.name} is missing"
         elif check.valid:
-            emb, rec = load_entry(npy)
+            try:
+                emb, rec = load_entry(npy)
+            except CacheCorruptError:
+                print(stale_note("node-text embeddings", npy, MODIFIED, "encoding the texts again"))
+                return
             index = check_entry(js, self._index_made_from(rec["sha256"]))
             entries = load_json(js) if index.valid else None
             if entries is not None and len(entries) == emb.shape[0]:

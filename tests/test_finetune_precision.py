@@ -108,3 +108,13 @@ def test_compare_seeds_known_values():
         compare_seeds([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="finite"):
         compare_seeds([1.0, float("nan")], [1.0, 2.0])
+
+
+def test_finetune_script_precision_policy():
+    import finetune
+
+    policy = finetune.precision_policy(["dinov2_s*"])
+    assert [policy(m) for m in ("dinov2_s", "dinov2_s@block8", "efficientnet_lite0", "ocr_rec@stage3")] == \
+        ["bf16", "bf16", "fp32", "fp32"]
+    assert finetune.precision_policy([])("dinov2_s") == "fp32"
+    assert finetune.precision_policy(finetune.parse_args([]).bf16_models)("dinov2_s@block4") == "bf16"

@@ -278,6 +278,14 @@ def test_node_text_caches_of_two_runs_interleave_without_losing_or_misaligning_r
     save_entry(npy, np.load(npy)[::-1].copy(), reloaded.made_from)
     again = NodeTextCache("A", wn, text=lambda _, w: texts[w], cache_dir=tmp_path, stage=stage)
     assert again.rows == {} and "does not belong to these rows" in capsys.readouterr().out
+    # a byte of the rows changed after they were written: noticed by the one hash of the read
+    again.ensure(vlm, order)
+    raw = bytearray(npy.read_bytes())
+    raw[-1] ^= 0xFF
+    npy.write_bytes(bytes(raw))
+    capsys.readouterr()
+    damaged = NodeTextCache("A", wn, text=lambda _, w: texts[w], cache_dir=tmp_path, stage=stage)
+    assert damaged.rows == {} and "modified after it was written" in capsys.readouterr().out
 
 
 def test_labels_of_two_runs_sharing_a_label_dir_are_merged(wn, tmp_path):
