@@ -162,7 +162,8 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
     ``test_acc`` (mean over seeds, percent), ``test_acc_seeds``, ``val_acc_seeds``,
     ``test_acc_std`` (sample std, ddof=1; ``None`` with one seed), ``seeds``, ``per_lr`` (the
     search runs ``{lr, seed, val_acc, test_acc, train_loss, memory_format, seconds}`` in evaluation
-    order; ``memory_format``: :func:`finetuning.engine.use_channels_last`),
+    order; ``memory_format``: :func:`finetuning.engine.use_channels_last`; plus the network's
+    ``execution_record()`` when it has one, e.g. ``fused_hardswish`` of the ONNX networks),
     ``seed_runs`` (the runs at ``best_lr``, seed order), ``seconds`` (sum of the runs' times),
     ``precision`` (also in every run; a record or run without it was trained in ``"fp32"``).
     """
@@ -212,7 +213,8 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
                "val_acc": accuracy_percent(model, x_va, y_va, config.batch_size),
                "test_acc": accuracy_percent(model, x_te, y_te, config.batch_size),
                "train_loss": [round(v, 5) for v in losses], "memory_format": memory_format,
-               "precision": precision, "seconds": round(time.perf_counter() - t_lr, 2)}
+               "precision": precision, **getattr(model, "execution_record", dict)(),
+               "seconds": round(time.perf_counter() - t_lr, 2)}
         del model
         if store is not None:
             store.put_trial(model_name, dataset_name, lr, seed, rec)

@@ -132,6 +132,34 @@ def test_onnx_trainable_backward_reaches_promoted_initializers(photos):
     assert sum(p.grad is not None and p.grad.abs().sum() > 0 for p in params) > len(params) // 2
 
 
+def test_fused_hardswish_is_the_same_network(photos):
+    """models.onnx_zoo.fuse_hardswish: PaddleOCR's exported hard-swish (Add 3, Clip 0..6, Mul, Div 6)
+    becomes one F.hardswish: same logits bit for bit, same gradients up to rounding."""
+    from models.onnx_zoo import ONNX_SPECS, OnnxTrainable
+    spec = next(s for s in ONNX_SPECS if s.name == "ocr_cls")
+    nets = {}
+    for fuse in (False, True):
+        torch.manual_seed(0)
+        nets[fuse] = OnnxTrainable(spec, 3, fuse=fuse)
+    assert nets[True].execution_record() == {"fused_hardswish": 18} and nets[False].fused_hardswish == 0
+    relu6 = {f: sum(isinstance(m, torch.nn.ReLU6) for m in n.modules()) for f, n in nets.items()}
+    hardswish = sum(n.target is torch.nn.functional.hardswish for n in nets[True].backbone.graph.nodes)
+    assert hardswish == 18 and relu6[False] - relu6[True] == 18
+    x = torch.stack([spec.preprocess()(p) for p in photos])
+    y = torch.tensor([0, 2])
+    out, grads = {}, {}
+    for fuse, net in nets.items():
+        net.eval()
+        logits = net(x)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        out[fuse] = logits.detach()
+        grads[fuse] = {k: p.grad for k, p in net.named_parameters()}
+    assert torch.equal(out[False], out[True])
+    assert grads[False].keys() == grads[True].keys()
+    for k, g in grads[False].items():
+        torch.testing.assert_close(grads[True][k], g, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_dinov2_trainable_matches_onnxruntime(photos):
     fm = models.create_model("dinov2_s", device="cpu")
