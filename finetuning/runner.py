@@ -163,7 +163,7 @@ def finetune_pair(model_name: str, dataset_name: str, config: FinetuneConfig, *,
     ``test_acc_std`` (sample std, ddof=1; ``None`` with one seed), ``seeds``, ``per_lr`` (the
     search runs ``{lr, seed, val_acc, test_acc, train_loss, memory_format, seconds}`` in evaluation
     order; ``memory_format``: :func:`finetuning.engine.use_channels_last`; plus the network's
-    ``execution_record()`` when it has one, e.g. ``fused_hardswish`` of the ONNX networks),
+    ``execution_record()`` when it has one, e.g. ``fused`` of the ONNX networks),
     ``seed_runs`` (the runs at ``best_lr``, seed order), ``seconds`` (sum of the runs' times),
     ``precision`` (also in every run; a record or run without it was trained in ``"fp32"``).
     """

@@ -36,7 +36,7 @@ import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -311,90 +311,28 @@ def _promote_initializers(module: nn.Module) -> int:
     return promoted
 
 
-def _onnx_binary_op(gm: "torch.fx.GraphModule", node) -> Optional[str]:
-    """``"Add"`` / ``"Mul"`` / ``"Div"`` / ``"Sub"`` for a call of onnx2torch's binary-math module
-    without old-style broadcasting, else ``None``."""
-    from onnx2torch.node_converters.binary_math_operations import (_TORCH_FUNCTION_FROM_ONNX_TYPE,
-                                                                   OnnxBinaryMathOperation)
-
-    if node.op != "call_module":
-        return None
-    mod = gm.get_submodule(node.target)
-    if not isinstance(mod, OnnxBinaryMathOperation) or (mod.broadcast == 1 and mod.axis is not None):
-        return None
-    return next((k for k, f in _TORCH_FUNCTION_FROM_ONNX_TYPE.items() if f is mod.math_op_function), None)
-
-
-def _is_scalar(gm: "torch.fx.GraphModule", node, value: float) -> bool:
-    """``node`` reads a one-element floating constant (buffer) equal to ``value``."""
-    if getattr(node, "op", None) != "get_attr":
-        return False
-    owner, _, name = node.target.rpartition(".")
-    t = getattr(gm.get_submodule(owner) if owner else gm, name, None)
-    return (isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter) and t.is_floating_point()
-            and t.numel() == 1 and float(t) == value)
-
-
-def fuse_hardswish(gm: "torch.fx.GraphModule") -> int:
-    """Replace each ``Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6)`` of an onnx2torch graph (how PaddleOCR
-    exports hard-swish) by one ``F.hardswish(x)``, in place; returns how many were fused.
-
-    The same function (``x * relu6(x + 3) / 6``) in one kernel and one backward instead of four
-    memory-bound elementwise passes and their four backwards (the constants are frozen buffers, so
-    nothing trainable is removed). ocr_rec: 28 fused, the same logits bit for bit, a training step
-    1.1x faster (docs/finetune.md, Cost).
-    """
-    graph, fused = gm.graph, 0
-    for div in list(graph.nodes):
-        if _onnx_binary_op(gm, div) != "Div" or not _is_scalar(gm, div.args[1], 6.0):
-            continue
-        mul = div.args[0]
-        if _onnx_binary_op(gm, mul) != "Mul" or len(mul.users) != 1:
-            continue
-        for x, clip in (mul.args, mul.args[::-1]):
-            if (getattr(clip, "op", None) == "call_module" and isinstance(gm.get_submodule(clip.target), nn.ReLU6)
-                    and len(clip.users) == 1):
-                add = clip.args[0]
-                if (_onnx_binary_op(gm, add) == "Add" and len(add.users) == 1 and
-                        ((add.args[0] is x and _is_scalar(gm, add.args[1], 3.0)) or
-                         (add.args[1] is x and _is_scalar(gm, add.args[0], 3.0)))):
-                    break
-        else:
-            continue
-        with graph.inserting_before(div):
-            hs = graph.call_function(torch.nn.functional.hardswish, (x,))
-        div.replace_all_uses_with(hs)
-        for n in (div, mul, clip, add):
-            graph.erase_node(n)
-        fused += 1
-    if fused:
-        graph.eliminate_dead_code()
-        graph.lint()
-        gm.recompile()
-        gm.delete_all_unused_submodules()
-    return fused
-
-
 class OnnxTrainable(nn.Module):
-    """``backbone`` (the cut graph converted by onnx2torch; ``fuse``: :func:`fuse_hardswish`) ->
-    pooled feature -> new linear head."""
+    """``backbone`` (the cut graph converted by onnx2torch; ``fuse``: its elementwise chains fused
+    back into single ops, :func:`models.fx_fusion.fuse_graph`) -> pooled feature -> new linear head."""
 
     def __init__(self, spec: OnnxSpec, num_classes: int, pretrained: bool = True, fuse: bool = True):
         super().__init__()
         from onnx2torch import convert  # heavy import, only for fine-tuning
+
+        from .fx_fusion import fuse_graph
 
         graph = load_feature_graph(spec, pretrained)
         if spec.prob_tensor:  # keep only the feature output
             graph = onnx.utils.Extractor(graph).extract_model([spec.input_name], [spec.feature_tensor])
         self.backbone = convert(graph)
         _promote_initializers(self.backbone)
-        self.fused_hardswish = fuse_hardswish(self.backbone) if fuse else 0
+        self.fused = fuse_graph(self.backbone) if fuse else {}
         self.pool = spec.pool
         self.head = nn.Linear(spec.feature_dim, num_classes)
 
     def execution_record(self) -> dict:
         """How this network computes, for a training run's record (``finetuning.runner``)."""
-        return {"fused_hardswish": self.fused_hardswish}
+        return {"fused": dict(self.fused)}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         t = self.backbone(x)

