@@ -22,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 PARTIAL = ROOT / "data" / "ground_truth" / "partial" / "offline_zoo_v2.partial.json"
 CELLS = ["dinov2_s@block4/textures", "dinov2_s/textures"]   # finished float32 cells, cheapest first
 PRECISION = "bf16"
+TAG = "fused"                    # names the code's variant of the networks (models.fx_fusion since 2026-12-02);
+                                 # a new tag re-runs the replications, an old one reads its stores
 REPEATS = 3                      # alternating timing repeats per model (0: no timing)
 OUT_DIR = ROOT / "docs" / "results" / "precision"
 
@@ -38,6 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--partial", type=Path, default=PARTIAL)
     p.add_argument("--cells", nargs="+", default=CELLS, metavar="MODEL/DATASET")
     p.add_argument("--precision", default=PRECISION)
+    p.add_argument("--tag", default=TAG, help="variant name: stores and summary rows are kept per tag")
     p.add_argument("--repeats", type=int, default=REPEATS)
     p.add_argument("--out-dir", type=Path, default=OUT_DIR)
     args = p.parse_args(argv)
@@ -71,19 +74,22 @@ def main(argv=None) -> int:
                                 "bf16_cpu": torch.backends.mkldnn.is_available() and "avx512_bf16" in _cpu_flags()}})
     for model, dataset in cells:
         ref = doc["runs"][dataset][model]
-        store = args.out_dir / f"{model}__{dataset}.{args.precision}.partial.json"
+        variant = f"{args.precision}.{args.tag}"
+        store = args.out_dir / f"{model}__{dataset}.{variant}.partial.json"
         new = replicate_cell(ref, config, args.precision, store, progress=True)
-        row = {"best_lr": ref["best_lr"], "seeds": ref["seeds"], "fp32": ref["test_acc_seeds"],
-               args.precision: new["test_acc_seeds"], **compare_seeds(ref["test_acc_seeds"], new["test_acc_seeds"]),
-               "fp32_seconds": [r["seconds"] for r in ref["seed_runs"]],
-               f"{args.precision}_seconds": [r["seconds"] for r in new["seed_runs"]]}
+        row = {"test_acc_seeds": new["test_acc_seeds"], **compare_seeds(ref["test_acc_seeds"], new["test_acc_seeds"]),
+               "seconds": [r["seconds"] for r in new["seed_runs"]],
+               "fused": new["seed_runs"][0].get("fused")}
         if args.repeats:
             row["step"] = step_speedup(model, config, args.precision, repeats=args.repeats)
-        summary.setdefault("cells", {})[f"{model}/{dataset}"] = row
+        cell = summary.setdefault("cells", {}).setdefault(f"{model}/{dataset}", {})
+        cell.update({"best_lr": ref["best_lr"], "seeds": ref["seeds"], "fp32": ref["test_acc_seeds"],
+                     "fp32_seconds": [r["seconds"] for r in ref["seed_runs"]]})
+        cell.setdefault("replications", {})[variant] = row
         atomic_save_json(summary_path, summary)
         speed = f", step speed-up {row['step']['speedup']:.2f}x" if "step" in row else ""
         print(f"{model}/{dataset} lr {ref['best_lr']:g}: fp32 {row['reference_mean']:.2f} ± {row['reference_std']:.2f}, "
-              f"{args.precision} {row['other_mean']:.2f}; paired diff {row['diff_mean']:+.2f} ± {row['diff_std']:.2f} "
+              f"{variant} {row['other_mean']:.2f}; paired diff {row['diff_mean']:+.2f} ± {row['diff_std']:.2f} "
               f"(max |d| {row['max_abs_diff']:.2f}, p {row['p_paired']}){speed}")
     print(f"wrote {summary_path}")
     return 0

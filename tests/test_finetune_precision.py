@@ -1,5 +1,7 @@
 """bfloat16 training steps (finetuning.engine.PRECISIONS) and the replication check
 (finetuning.precision), on the tiny synthetic task of test_finetune: seconds on 2 cores."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -118,3 +120,19 @@ def test_finetune_script_precision_policy():
         ["bf16", "bf16", "fp32", "fp32"]
     assert finetune.precision_policy([])("dinov2_s") == "fp32"
     assert finetune.precision_policy(finetune.parse_args([]).bf16_models)("dinov2_s@block4") == "bf16"
+
+
+def test_compare_precision_script_names_bad_cells(tmp_path):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "scripts" / "compare_precision.py"
+    spec = importlib.util.spec_from_file_location("compare_precision", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    partial = tmp_path / "p.json"
+    partial.write_text(json.dumps({"protocol": FinetuneConfig(**FAST).to_dict(), "runs": {"colours": {}}}))
+    for cells, match in ((["tiny_a"], "MODEL/DATASET"), (["tiny_a/colours"], "not finished")):
+        with pytest.raises(SystemExit, match=match):
+            mod.main(["--partial", str(partial), "--cells", *cells, "--out-dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match="unknown precision"):
+        mod.main(["--partial", str(partial), "--precision", "fp8", "--out-dir", str(tmp_path / "out")])
