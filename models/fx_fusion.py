@@ -188,8 +188,8 @@ def fuse_gelu(gm: fx.GraphModule) -> int:
             if g.kind(erf) != "Erf" or not g.only_user(erf, one_plus):
                 continue
             div = erf.args[0]
-            if (g.kind(div) == "Div" and div.args[0] is x and g.scalar(div.args[1], math.sqrt(2.0), rel=1e-6) is not None
-                    and g.only_user(div, erf)):
+            root2 = g.scalar(div.args[1], math.sqrt(2.0), rel=1e-6) if g.kind(div) == "Div" else None
+            if root2 is not None and div.args[0] is x and g.only_user(div, erf):
                 _replace(g, out, F.gelu, (x,), (prod, one_plus, erf, div))
                 n_fused += 1
                 break

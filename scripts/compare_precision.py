@@ -1,11 +1,13 @@
-"""Replicate finished float32 fine-tuning cells in bfloat16 and say whether the ground truth moves.
+"""Replicate finished fine-tuning cells in another variant and say whether the ground truth moves.
 
-    .venv/bin/python scripts/compare_precision.py                      # the cells below, resumable
-    .venv/bin/python scripts/compare_precision.py --cells dinov2_s@block4/textures --repeats 0
+    .venv/bin/python scripts/compare_precision.py                       # bfloat16, current code
+    .venv/bin/python scripts/compare_precision.py --precision fp32 --cells dinov2_s/textures  # noise floor
+    .venv/bin/python scripts/compare_precision.py --tag unfused --repeats 0   # re-read older stores
 
-For each cell: its seed runs at the chosen learning rate re-run in PRECISION with the same subsets
-and seeds (finetuning.precision), the paired per-seed differences, and the training-step speed-up
-measured side by side. Writes OUT_DIR/summary.json (and one resumable store per cell).
+For each cell: its seed runs at the chosen learning rate re-run in PRECISION by the current code
+(TAG names it) with the same subsets and seeds (finetuning.precision), the paired per-seed
+differences, and the training-step speed-up measured side by side; then every variant pooled over
+the cells. Writes OUT_DIR/summary.json (and one resumable store per cell and variant).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PARTIAL = ROOT / "data" / "ground_truth" / "partial" / "offline_zoo_v2.partial.json"
-CELLS = ["dinov2_s@block4/textures", "dinov2_s/textures"]   # finished float32 cells, cheapest first
+CELLS = ["dinov2_s@block4/textures", "dinov2_s/textures", "dinov2_s/digits"]   # finished cells, cheapest first
 PRECISION = "bf16"
 TAG = "fused"                    # names the code's variant of the networks (models.fx_fusion since 2026-12-02);
                                  # a new tag re-runs the replications, an old one reads its stores
@@ -83,14 +85,27 @@ def main(argv=None) -> int:
         if args.repeats:
             row["step"] = step_speedup(model, config, args.precision, repeats=args.repeats)
         cell = summary.setdefault("cells", {}).setdefault(f"{model}/{dataset}", {})
-        cell.update({"best_lr": ref["best_lr"], "seeds": ref["seeds"], "fp32": ref["test_acc_seeds"],
-                     "fp32_seconds": [r["seconds"] for r in ref["seed_runs"]]})
+        cell.update({"best_lr": ref["best_lr"], "seeds": ref["seeds"], "precision": ref.get("precision", "fp32"),
+                     "test_acc_seeds": ref["test_acc_seeds"], "seconds": [r["seconds"] for r in ref["seed_runs"]]})
         cell.setdefault("replications", {})[variant] = row
         atomic_save_json(summary_path, summary)
         speed = f", step speed-up {row['step']['speedup']:.2f}x" if "step" in row else ""
-        print(f"{model}/{dataset} lr {ref['best_lr']:g}: fp32 {row['reference_mean']:.2f} ± {row['reference_std']:.2f}, "
+        print(f"{model}/{dataset} lr {ref['best_lr']:g}: cell ({cell['precision']}) {row['reference_mean']:.2f} ± "
+              f"{row['reference_std']:.2f}, "
               f"{variant} {row['other_mean']:.2f}; paired diff {row['diff_mean']:+.2f} ± {row['diff_std']:.2f} "
               f"(max |d| {row['max_abs_diff']:.2f}, p {row['p_paired']}){speed}")
+    pooled = {}                       # every cell's seeds of one variant together (paired)
+    for cell in summary.get("cells", {}).values():
+        for variant, row in cell["replications"].items():
+            ref_new = pooled.setdefault(variant, ([], []))
+            ref_new[0].extend(cell["test_acc_seeds"])
+            ref_new[1].extend(row["test_acc_seeds"])
+    summary["pooled"] = {v: {"cells": sum(v in c["replications"] for c in summary["cells"].values()),
+                             **compare_seeds(*ab)} for v, ab in pooled.items()}
+    atomic_save_json(summary_path, summary)
+    for v, row in summary["pooled"].items():
+        print(f"pooled {v} ({row['cells']} cells, {row['n']} seeds): paired diff {row['diff_mean']:+.2f} ± "
+              f"{row['diff_std']:.2f}, p {row['p_paired']}")
     print(f"wrote {summary_path}")
     return 0
 

@@ -341,3 +341,6 @@ def test_table_progress_counts_cells_and_prices_what_is_left():
     assert out["left_s"] == 3 * 80 * 0.5 + 4 * 40 + 4 * 80 and out["unpriced"] == ["m3"]
     text = format_progress(out)
     assert text.startswith("1 of 5 cells done (1 started, 3 not started, 1 excluded)") and "m3" in text
+    # runs of the current code (they record their precision) price the model once there are any
+    doc["trials"]["a"]["m2"]["z"] = {"seconds": 10.0, "precision": "bf16"}
+    assert table_progress(doc, ["m1", "m2", "m3"], {"a": 5, "b": 10}, cfg, skip=skip)["run_s"] == {"m1": 40.0, "m2": 20.0}
