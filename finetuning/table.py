@@ -26,7 +26,9 @@ PROTOCOL_TEXT = (
     "validation accuracy sits at the edge of the grid, the grid grows by a decade on that side (at most "
     "`max_lr_extensions` times). At the learning rate with the best validation accuracy the run is "
     "repeated with `n_seeds` seeds; the reported value is the mean test accuracy (percent) over the "
-    "seeds (`test_acc_seeds`, `test_acc_std` per run)."
+    "seeds (`test_acc_seeds`, `test_acc_std` per run). Every run records its arithmetic (`precision`: "
+    "float32, or bfloat16 autocast in the training steps' forward pass; absent = float32) and, for the "
+    "ONNX-converted networks, the op chains fused in its graph (`fused`; absent = none)."
 )
 
 
