@@ -292,10 +292,16 @@ class FinetuneUnit:
 HELD_ELSEWHERE = "held_elsewhere"
 
 
+def _finished(store: ResultsStore, pairs: Sequence[tuple]) -> int:
+    """How many of this run's (model, dataset) ``pairs`` are finished (the file may hold others too)."""
+    return sum(store.has(m, d) for m, d in pairs)
+
+
 def _held_elsewhere(held: Sequence[tuple], store: ResultsStore, pairs: Sequence[tuple], partial_path) -> None:
     print(f"{len(held)} cell(s) are being trained by other runs sharing {partial_path} "
           f"({', '.join(f'{m}/{d}' for m, d in held[:6])}{', ...' if len(held) > 6 else ''}); "
-          f"{len(store)} of {len(pairs)} pairs finished: the last run to finish writes the table (or re-run)")
+          f"{_finished(store, pairs)} of {len(pairs)} pairs finished: the last run to finish writes the table "
+          "(or re-run)")
     return None
 
 
@@ -355,8 +361,8 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
         if held:
             return _held_elsewhere(held, store, pairs, partial_path)
         if any(r is None for r in out):
-            print(f"stopped: time budget spent; {len(store)} of {len(pairs)} pairs finished, partial results in "
-                  f"{partial_path} (re-run to continue)")
+            print(f"stopped: time budget spent; {_finished(store, pairs)} of {len(pairs)} pairs finished, "
+                  f"partial results in {partial_path} (re-run to continue)")
             return None
     claims = CellClaims(partial_path)
     held = []
@@ -383,8 +389,8 @@ def run_benchmark(models: Sequence[str], datasets: Sequence[str], config: Finetu
                                             progress=progress, store=store, deadline=deadline,
                                             precision=precision_of(m)))
                 except TimeBudgetExceeded as stop:
-                    print(f"stopped: {stop}; {len(store)} of {len(pairs)} pairs finished, partial results in "
-                          f"{partial_path} (re-run to continue)")
+                    print(f"stopped: {stop}; {_finished(store, pairs)} of {len(pairs)} pairs finished, "
+                          f"partial results in {partial_path} (re-run to continue)")
                     return None
     finally:
         torch.set_num_threads(previous_threads)

@@ -118,6 +118,22 @@ def test_resume_inside_a_pair_and_deadline(tmp_path):
     assert again.calls == []
 
 
+def test_a_stopped_run_counts_only_its_own_pairs(tmp_path, capsys):
+    """The partial file holds a pair of another invocation; the stop message counts this run's."""
+    import time
+
+    cfg = FinetuneConfig(**{**FAST, "lrs": (1e-2,)})
+    kw = dict(model_factory=CountingFactory(), dataset_getter=colour_getter, progress=False)
+    run_benchmark(["tiny_a", "tiny_b"], ["colours"], cfg, tmp_path / "t.json", tmp_path / "p.json", **kw)
+    CountingFactory.widths["tiny_c"] = 2
+    try:
+        out = run_benchmark(["tiny_b", "tiny_c"], ["colours"], cfg, tmp_path / "u.json", tmp_path / "p.json",
+                            deadline=time.time() - 1, **kw)
+    finally:
+        del CountingFactory.widths["tiny_c"]
+    assert out is None and "; 1 of 2 pairs finished" in capsys.readouterr().out
+
+
 def test_two_stores_on_one_file_keep_both_results(tmp_path):
     cfg = FinetuneConfig(**FAST)
     a, b = ResultsStore(tmp_path / "p.json", cfg), ResultsStore(tmp_path / "p.json", cfg)
