@@ -26,6 +26,7 @@ import math
 from typing import Callable, Dict, Optional
 
 import torch
+from onnx2torch.node_converters.binary_math_operations import _TORCH_FUNCTION_FROM_ONNX_TYPE, OnnxBinaryMathOperation
 from torch import fx, nn
 from torch.nn import functional as F
 
@@ -45,9 +46,6 @@ class _Graph:
         """onnx2torch's op name of ``node``: ``"Add"``, ``"Mul"``, ``"Div"``, ``"Sub"`` (binary
         math without old-style broadcasting), ``"ReduceMean"``, ``"Pow"``, ``"Sqrt"``, ``"Erf"``,
         ``"MatMul"``, ``"Relu6"``; else ``None``."""
-        from onnx2torch.node_converters.binary_math_operations import (_TORCH_FUNCTION_FROM_ONNX_TYPE,
-                                                                       OnnxBinaryMathOperation)
-
         mod = self.module(node)
         if mod is None:
             return None
