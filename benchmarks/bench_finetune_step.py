@@ -2,9 +2,9 @@
 
 For each model: the trainable network built unfused (onnx2torch as converted) and fused
 (:func:`models.fx_fusion.fuse_graph`), each stepped in float32 and in bfloat16 autocast
-(:data:`finetuning.engine.PRECISIONS`), the four variants alternated ``REPEATS`` times in this one
-process (batch ``BATCH``, the protocol's input size, channels_last as in fine-tuning, AdamW, 1
-thread); prints the best seconds per step, the ratios against unfused float32, and the largest
+(:data:`finetuning.engine.PRECISIONS`) by :func:`finetuning.engine.train_model` on one batch, the
+four variants alternated ``REPEATS`` times in this one process (batch ``BATCH``, the protocol's
+input size, channels_last as in fine-tuning, AdamW, 1 thread); prints the best seconds per step, the ratios against unfused float32, and the largest
 logit difference of fused against unfused (float32, eval mode). Usage::
 
     python benchmarks/bench_finetune_step.py                        # dinov2_s, ocr_rec
@@ -42,7 +42,7 @@ def _spec(name: str):
 
 def bench(name: str, repeats: int, batch: int) -> dict:
     import finetune
-    from finetuning.engine import PRECISIONS, use_channels_last
+    from finetuning.engine import memory_format_of, train_model, use_channels_last
     from finetuning.protocol import _native_hw, protocol_input_size
     from models.onnx_zoo import OnnxTrainable
 
@@ -52,25 +52,20 @@ def bench(name: str, repeats: int, batch: int) -> dict:
     g = torch.Generator().manual_seed(SEED)
     x = torch.randn(batch, 3, *hw, generator=g)
     y = torch.randint(0, NUM_CLASSES, (batch,), generator=g)
-    nets, opts = {}, {}
+    nets = {}
     for fuse in (False, True):
         torch.manual_seed(SEED)
         nets[fuse] = OnnxTrainable(spec, NUM_CLASSES, fuse=fuse)
-        fmt = torch.channels_last if use_channels_last(nets[fuse]) == "channels_last" else torch.contiguous_format
-        opts[fuse] = torch.optim.AdamW(nets[fuse].parameters(), lr=1e-5)
-    xb = x.contiguous(memory_format=fmt)
+        use_channels_last(nets[fuse])
+    xb = x.contiguous(memory_format=memory_format_of(nets[True]))
     with torch.no_grad():
         diff = (nets[False].eval()(xb) - nets[True].eval()(xb)).abs().max().item()
 
     def step(fuse: bool, precision: str) -> float:
-        net, opt, dtype = nets[fuse], opts[fuse], PRECISIONS[precision]
-        net.train()
+        """One protocol training step (``train_model`` on one batch: AdamW, cross-entropy)."""
         t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            logits = net(xb)
-        torch.nn.functional.cross_entropy(logits.float(), y).backward()
-        opt.step()
+        train_model(nets[fuse], x, y, lr=1e-5, epochs=1, batch_size=batch, optimizer="adamw",
+                    precision=precision, generator=torch.Generator().manual_seed(SEED))
         return time.perf_counter() - t
 
     variants = [(f, p) for f in (False, True) for p in ("fp32", "bf16")]

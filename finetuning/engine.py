@@ -30,6 +30,7 @@ __all__ = [
     "use_channels_last",
     "memory_format_of",
     "train_model",
+    "run_epochs",
     "predict",
     "accuracy_percent",
     "freeze_norm_stats",
@@ -207,10 +208,41 @@ def _num_batches(n: int, batch_size: int) -> int:
     return k - 1 if k > 1 and n % batch_size == 1 else k
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> List[torch.Tensor]:
-    """Shuffled index batches of one epoch (see :func:`_num_batches`)."""
+def _batches(n: int, batch_size: int, generator: torch.Generator, *, drop_single: bool = True) -> List[torch.Tensor]:
+    """Shuffled index batches of one epoch: one ``randperm`` of ``generator`` cut into runs of
+    ``batch_size``; ``drop_single`` drops a trailing batch of one (see :func:`_num_batches`)."""
     order = torch.randperm(n, generator=generator)
-    return [order[s * batch_size:(s + 1) * batch_size] for s in range(_num_batches(n, batch_size))]
+    k = _num_batches(n, batch_size) if drop_single else -(-n // batch_size)
+    return [order[s * batch_size:(s + 1) * batch_size] for s in range(k)]
+
+
+def run_epochs(n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
+               opt: torch.optim.Optimizer, sched, *, epochs: int, batch_size: int,
+               generator: torch.Generator, lr: float, drop_single: bool = True, progress: bool = False,
+               desc: str = "train") -> List[float]:
+    """The mini-batch loop every trainer here shares; returns the mean training loss per epoch.
+
+    Each epoch shuffles ``range(n)`` with ``generator`` (:func:`_batches`); for every index batch
+    ``b``: ``loss = batch_loss(b)`` (a scalar tensor), a ``FloatingPointError`` naming ``lr`` when
+    it is not finite, then zero-grad, backward, ``opt.step()``, ``sched.step()`` (per step). The
+    caller builds the optimiser and schedule and puts the network in training mode."""
+    from tqdm.auto import tqdm
+
+    losses: List[float] = []
+    for _ in tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=not progress):
+        total_loss, seen = 0.0, 0
+        for b in _batches(n, batch_size, generator, drop_single=drop_single):
+            loss = batch_loss(b)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite training loss at lr={lr}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss.detach()) * len(b)
+            seen += len(b)
+        losses.append(total_loss / seen)
+    return losses
 
 
 @torch.no_grad()
@@ -290,8 +322,6 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
     Args:
         x: (N, C, H, W) inputs; y: (N,) int64 labels in ``[0, K)``.
     """
-    from tqdm.auto import tqdm
-
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
     if generator is None:
@@ -303,28 +333,19 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
     model.train()
     if freeze_bn_stats:
         freeze_norm_stats(model)
-    losses: List[float] = []
     fmt = memory_format_of(model)
-    for _ in tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=not progress):
-        total_loss, seen = 0.0, 0
-        for b in _batches(x.shape[0], batch_size, generator):
-            with (contextlib.nullcontext() if autocast_dtype is None
-                  else torch.autocast(x.device.type, dtype=autocast_dtype)):
-                logits = model(_batch(x, b, fmt))
-            logits = logits.float()                      # a no-op in float32
-            if logits.ndim != 2 or logits.shape[0] != len(b):
-                raise ValueError(f"model must return (batch, classes) logits, got shape {tuple(logits.shape)}")
-            loss = F.cross_entropy(logits, y[b], label_smoothing=label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss at lr={lr}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total_loss += float(loss.detach()) * len(b)
-            seen += len(b)
-        losses.append(total_loss / seen)
-    return losses
+
+    def batch_loss(b: torch.Tensor) -> torch.Tensor:
+        with (contextlib.nullcontext() if autocast_dtype is None
+              else torch.autocast(x.device.type, dtype=autocast_dtype)):
+            logits = model(_batch(x, b, fmt))
+        logits = logits.float()                          # a no-op in float32
+        if logits.ndim != 2 or logits.shape[0] != len(b):
+            raise ValueError(f"model must return (batch, classes) logits, got shape {tuple(logits.shape)}")
+        return F.cross_entropy(logits, y[b], label_smoothing=label_smoothing)
+
+    return run_epochs(x.shape[0], batch_loss, opt, sched, epochs=epochs, batch_size=batch_size,
+                      generator=generator, lr=lr, progress=progress, desc=desc)
 
 
 @torch.no_grad()

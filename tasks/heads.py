@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 import copy
 
-from finetuning.engine import build_optimizer, freeze_norm_stats, warmup_cosine_lambda
+from finetuning.engine import build_optimizer, freeze_norm_stats, run_epochs, warmup_cosine_lambda
 
 __all__ = ["AnswerHead", "FiLMBoxHead", "FinetunedCandidate", "box_loss", "box_iou_pairs", "fit_head", "select_lr",
            "standardiser", "standard_stats", "head_ground_truth", "finetuned_ground_truth", "ground_truth_runner",
@@ -139,32 +139,19 @@ def fit_head(head: nn.Module, inputs: Sequence[torch.Tensor], target: torch.Tens
     ``head`` may be a :class:`FinetunedCandidate`: its ``head`` part then trains at
     ``head_lr_scale * lr``, its backbone at ``lr``. ``freeze_bn_stats``: batch norm keeps its
     pre-trained running statistics (``finetuning.engine.freeze_norm_stats``)."""
-    from tqdm.auto import tqdm
-
     n = target.shape[0]
     scales = [(head.head, head_lr_scale)] if isinstance(head, FinetunedCandidate) and head_lr_scale != 1.0 else []
     opt = build_optimizer(head, "adamw", lr, weight_decay, lr_scales=scales)
     steps = -(-n // batch_size) * epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(steps, min(max(1, steps // 20), steps - 1)))
-    gen = torch.Generator().manual_seed(seed)
     head.train()
     if freeze_bn_stats:
         freeze_norm_stats(head)
-    losses = []
-    for _ in tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=not progress):
-        total = 0.0
-        for b in torch.randperm(n, generator=gen).split(batch_size):
-            loss = loss_fn(head(*[t[b] for t in inputs]), target[b])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss at lr={lr}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(b)
-        losses.append(round(total / n, 5))
+    losses = run_epochs(n, lambda b: loss_fn(head(*[t[b] for t in inputs]), target[b]), opt, sched,
+                        epochs=epochs, batch_size=batch_size, generator=torch.Generator().manual_seed(seed),
+                        lr=lr, drop_single=False, progress=progress, desc=desc)
     head.eval()
-    return losses
+    return [round(v, 5) for v in losses]
 
 
 @torch.no_grad()

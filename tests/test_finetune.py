@@ -310,6 +310,33 @@ def test_batches_cover_samples_and_drop_a_single_trailing_one(n, bs, sizes):
     assert len(torch.cat(batches).unique()) == sum(sizes)
 
 
+
+def test_run_epochs_steps_every_batch_and_reports_mean_loss():
+    """The shared loop: each epoch one shuffle of range(n); the loss of epoch e is the sample-weighted
+    mean of its batch losses; ``drop_single=False`` keeps a trailing batch of one (head fitting)."""
+    from finetuning.engine import run_epochs
+
+    w = nn.Parameter(torch.zeros(()))
+    opt = torch.optim.SGD([w], lr=0.0)                     # lr 0: the losses below stay exact
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    seen: list = []
+
+    def batch_loss(b):
+        seen.append(b.clone())
+        return w + b.float().mean()
+
+    losses = run_epochs(17, batch_loss, opt, sched, epochs=2, batch_size=4,
+                        generator=torch.Generator().manual_seed(0), lr=0.0, drop_single=False)
+    assert [len(b) for b in seen] == [4, 4, 4, 4, 1] * 2
+    for e in range(2):
+        assert sorted(torch.cat(seen[5 * e:5 * e + 5]).tolist()) == list(range(17))
+    assert losses == pytest.approx([8.0, 8.0])              # mean of 0..16 either way
+    assert sched.last_epoch == 10                           # one schedule step per batch
+
+    with pytest.raises(FloatingPointError, match="lr=0.5"):
+        run_epochs(4, lambda b: w + float("nan"), opt, sched, epochs=1, batch_size=2,
+                   generator=torch.Generator().manual_seed(0), lr=0.5)
+
 def test_check_input_size_names_the_model_and_size():
     from finetuning.engine import check_input_size
 
