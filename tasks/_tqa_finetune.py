@@ -136,7 +136,7 @@ def finetune_span(encoder, tokenizer, train: Sequence[QAExample], test: Sequence
     ``head``: the initial span head (LP-FT); default a new one of ``config.head``."""
     import torch
     from torch.nn import functional as F
-    from finetuning.engine import build_optimizer, warmup_cosine_lambda
+    from finetuning.engine import build_optimizer, run_epochs, warmup_cosine_lambda
     torch.manual_seed(config.seed)
     if head is None:
         head = _make_head(int(encoder.config.hidden_size), config.head)
@@ -148,37 +148,30 @@ def finetune_span(encoder, tokenizer, train: Sequence[QAExample], test: Sequence
     total = per_epoch * config.epochs
     opt = build_optimizer(model, config.optimizer, config.lr, config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(total, int(config.warmup_fraction * total)))
-    gen = torch.Generator().manual_seed(config.seed)
-    steps = range(total)
-    if progress:
-        from tqdm.auto import tqdm
-        steps = tqdm(steps, desc=desc, unit="step")
-    it = iter(())
-    start_time = time.perf_counter()
-    model.train()
-    for _ in steps:
-        idx = next(it, None)
-        if idx is None:
-            it = iter(torch.randperm(n, generator=gen).split(config.batch_size))
-            idx = next(it)
+    last = {}
+
+    def batch_loss(idx):
         batch = {k: v[idx] for k, v in tr["inputs"].items()}
         # trim the batch to its longest real sequence (padding-only columns change nothing, cost time)
         width = int(batch["attention_mask"].sum(dim=1).max())
         batch = {k: v[:, :width] for k, v in batch.items()}
         st, en = model(**batch)
         keep = batch["attention_mask"].bool()
-        loss = 0.5 * (F.cross_entropy(st.masked_fill(~keep, -1e4), tr["start"][idx]) +
-                      F.cross_entropy(en.masked_fill(~keep, -1e4), tr["end"][idx]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        last["loss"] = 0.5 * (F.cross_entropy(st.masked_fill(~keep, -1e4), tr["start"][idx]) +
+                              F.cross_entropy(en.masked_fill(~keep, -1e4), tr["end"][idx]))
+        return last["loss"]
+
+    start_time = time.perf_counter()
+    model.train()
+    run_epochs(n, batch_loss, opt, sched, epochs=config.epochs, batch_size=config.batch_size,
+               generator=torch.Generator().manual_seed(config.seed), lr=config.lr, drop_single=False,
+               progress=progress, desc=desc)
     train_seconds = time.perf_counter() - start_time
     predictions = predict_spans(model, te, test, max_answer_tokens=config.max_answer_tokens)
     scores = squad_scores(predictions, [e.answer for e in test])
     truncated = int(sum(1 for i, e in enumerate(test) if te["start"][i] == 0))
     return {**scores, "train_seconds": round(train_seconds, 1), "steps": total, "truncated_test": truncated,
-            "final_loss": float(loss.detach())}
+            "final_loss": float(last["loss"].detach())}
 
 
 def probe_head(encoder, tokenizer, train: Sequence[QAExample], test: Sequence[QAExample],
@@ -348,35 +341,35 @@ def train_span_head(train_states, train_enc: Dict[str, object], test_states, tes
     ``return_head`` also the trained head, as ``(record, head)``."""
     import torch
     from torch.nn import functional as F
-    from finetuning.engine import build_optimizer, warmup_cosine_lambda
+    from finetuning.engine import build_optimizer, run_epochs, warmup_cosine_lambda
     torch.manual_seed(config.seed)
     head = _make_head(int(train_states.shape[-1]), config.head)
     n = train_states.shape[0]
     total = -(-n // config.batch_size) * config.epochs
     opt = build_optimizer(head, "adamw", config.lr, config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(total, total // 10))
-    gen = torch.Generator().manual_seed(config.seed)
     mask = train_enc["inputs"]["attention_mask"].bool()
     neg = -1e4
+    last = {}
+
+    def batch_loss(idx):
+        st, en = head(train_states[idx].float(), train_enc["question_mask"][idx])
+        keep = mask[idx]
+        last["loss"] = 0.5 * (F.cross_entropy(st.masked_fill(~keep, neg), train_enc["start"][idx]) +
+                              F.cross_entropy(en.masked_fill(~keep, neg), train_enc["end"][idx]))
+        return last["loss"]
+
     t0 = time.perf_counter()
     head.train()
-    for _ in range(config.epochs):
-        for idx in torch.randperm(n, generator=gen).split(config.batch_size):
-            st, en = head(train_states[idx].float(), train_enc["question_mask"][idx])
-            keep = mask[idx]
-            loss = 0.5 * (F.cross_entropy(st.masked_fill(~keep, neg), train_enc["start"][idx]) +
-                          F.cross_entropy(en.masked_fill(~keep, neg), train_enc["end"][idx]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    run_epochs(n, batch_loss, opt, sched, epochs=config.epochs, batch_size=config.batch_size,
+               generator=torch.Generator().manual_seed(config.seed), lr=config.lr, drop_single=False)
     seconds = time.perf_counter() - t0
     index_inputs = {"index": torch.arange(test_states.shape[0])}
     predictions = predict_spans(_StatesModel(head, test_states, test_enc["question_mask"]),
                                 {**test_enc, "inputs": index_inputs}, test,
                                 max_answer_tokens=config.max_answer_tokens)
     scores = squad_scores(predictions, [e.answer for e in test])
-    record = {**scores, "train_seconds": round(seconds, 1), "steps": total, "final_loss": float(loss.detach())}
+    record = {**scores, "train_seconds": round(seconds, 1), "steps": total, "final_loss": float(last["loss"].detach())}
     return (record, head) if return_head else record
 
 
