@@ -163,11 +163,14 @@ def main(argv=None):
         partial.unlink()
     t0 = time.perf_counter()
     deadline = None if args.stop_after_minutes is None else time.time() + 60 * args.stop_after_minutes
-    with executor_from_args(args) as ex:      # serial: the in-process loop of run_benchmark
-        table = run_benchmark(args.models, args.datasets, config, args.output, partial, group=args.output.stem,
-                              progress=not args.no_progress, skip=excluded, deadline=deadline,
-                              executor=ex if ex.distributed else None, resources=executor_resources(args),
-                              precision=precision_policy(args.bf16_models))
+    try:
+        with executor_from_args(args) as ex:      # serial: the in-process loop of run_benchmark
+            table = run_benchmark(args.models, args.datasets, config, args.output, partial, group=args.output.stem,
+                                  progress=not args.no_progress, skip=excluded, deadline=deadline,
+                                  executor=ex if ex.distributed else None, resources=executor_resources(args),
+                                  precision=precision_policy(args.bf16_models))
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
     if table is None:
         return None
     print(f"wrote {args.output} ({len(args.models)} models x {len(args.datasets)} datasets, "

@@ -124,6 +124,14 @@ def test_finetune_script_precision_policy():
     assert finetune.precision_policy(finetune.parse_args([]).bf16_models)("dinov2_s@block4") == "bf16"
 
 
+def test_finetune_script_bad_arguments_exit_with_the_reason(tmp_path):
+    import finetune
+
+    with pytest.raises(SystemExit, match="^error: a ground-truth ranking needs at least two models"):
+        finetune.main(["--models", "efficientnet_lite0", "--datasets", "digits",
+                       "--output", str(tmp_path / "t.json"), "--partial", str(tmp_path / "t.partial.json")])
+
+
 def test_compare_precision_script_names_bad_cells(tmp_path):
     import importlib.util
     from pathlib import Path
