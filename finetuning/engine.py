@@ -201,19 +201,18 @@ def warmup_cosine_lambda(total_steps: int, warmup_steps: int) -> Callable[[int],
     return f
 
 
-def _num_batches(n: int, batch_size: int) -> int:
+def _num_batches(n: int, batch_size: int, drop_single: bool = True) -> int:
     """Batches per epoch: ``ceil(n / batch_size)``, minus a trailing batch of one sample (batch norm
     cannot normalise a single sample) when there is more than one batch."""
     k = -(-n // batch_size)
-    return k - 1 if k > 1 and n % batch_size == 1 else k
+    return k - 1 if drop_single and k > 1 and n % batch_size == 1 else k
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, *, drop_single: bool = True) -> List[torch.Tensor]:
     """Shuffled index batches of one epoch: one ``randperm`` of ``generator`` cut into runs of
     ``batch_size``; ``drop_single`` drops a trailing batch of one (see :func:`_num_batches`)."""
     order = torch.randperm(n, generator=generator)
-    k = _num_batches(n, batch_size) if drop_single else -(-n // batch_size)
-    return [order[s * batch_size:(s + 1) * batch_size] for s in range(k)]
+    return [order[s * batch_size:(s + 1) * batch_size] for s in range(_num_batches(n, batch_size, drop_single))]
 
 
 def run_epochs(n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
