@@ -141,7 +141,7 @@ def tiny():
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=256)
-    return tok, BertModel(cfg)
+    return tok, BertModel(cfg).eval()     # as from_pretrained returns it: no dropout unless a trainer asks
 
 
 def test_encode_qa_token_span_decodes_to_the_answer(tiny, fake_wn):
@@ -237,6 +237,7 @@ def test_frozen_protocol_one_pass_per_base_matches_truncation(tiny, fake_wn, tmp
     enc = ft.encode_qa(tok, test, 96)
     states = ft.layer_token_states(tok, copy.deepcopy(model), enc, [1])[1]
     _, cut = _tqa_models.get_candidate("tinyf_l1").load(None)
+    cut.eval()
     with torch.no_grad():
         direct = cut(**enc["inputs"]).last_hidden_state
     np.testing.assert_allclose(states.float().numpy(), direct.numpy(), atol=2e-2)   # float16 storage
