@@ -201,8 +201,8 @@ def warmup_cosine_lambda(total_steps: int, warmup_steps: int) -> Callable[[int],
     return f
 
 
-def _num_batches(n: int, batch_size: int, drop_single: bool = True) -> int:
-    """Batches per epoch: ``ceil(n / batch_size)``, minus a trailing batch of one sample (batch norm
+def num_batches(n: int, batch_size: int, drop_single: bool = True) -> int:
+    """Batches (optimiser steps) per epoch of :func:`run_epochs`: ``ceil(n / batch_size)``, minus a trailing batch of one sample (batch norm
     cannot normalise a single sample) when there is more than one batch."""
     k = -(-n // batch_size)
     return k - 1 if drop_single and k > 1 and n % batch_size == 1 else k
@@ -210,9 +210,9 @@ def _num_batches(n: int, batch_size: int, drop_single: bool = True) -> int:
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, *, drop_single: bool = True) -> List[torch.Tensor]:
     """Shuffled index batches of one epoch: one ``randperm`` of ``generator`` cut into runs of
-    ``batch_size``; ``drop_single`` drops a trailing batch of one (see :func:`_num_batches`)."""
+    ``batch_size``; ``drop_single`` drops a trailing batch of one (see :func:`num_batches`)."""
     order = torch.randperm(n, generator=generator)
-    return [order[s * batch_size:(s + 1) * batch_size] for s in range(_num_batches(n, batch_size, drop_single))]
+    return [order[s * batch_size:(s + 1) * batch_size] for s in range(num_batches(n, batch_size, drop_single))]
 
 
 def run_epochs(n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor],
@@ -327,7 +327,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float
         generator = torch.Generator().manual_seed(0)
     autocast_dtype = PRECISIONS[check_precision(precision)]
     opt = build_optimizer(model, optimizer, lr, weight_decay)
-    total = _num_batches(x.shape[0], batch_size) * epochs
+    total = num_batches(x.shape[0], batch_size) * epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(total, int(warmup_fraction * total)))
     model.train()
     if freeze_bn_stats:

@@ -136,7 +136,7 @@ def finetune_span(encoder, tokenizer, train: Sequence[QAExample], test: Sequence
     ``head``: the initial span head (LP-FT); default a new one of ``config.head``."""
     import torch
     from torch.nn import functional as F
-    from finetuning.engine import build_optimizer, run_epochs, warmup_cosine_lambda
+    from finetuning.engine import build_optimizer, num_batches, run_epochs, warmup_cosine_lambda
     torch.manual_seed(config.seed)
     if head is None:
         head = _make_head(int(encoder.config.hidden_size), config.head)
@@ -144,8 +144,7 @@ def finetune_span(encoder, tokenizer, train: Sequence[QAExample], test: Sequence
     tr = _with_question_mask(encode_qa(tokenizer, train, config.max_length))
     te = _with_question_mask(encode_qa(tokenizer, test, config.max_length))
     n = len(train)
-    per_epoch = -(-n // config.batch_size)
-    total = per_epoch * config.epochs
+    total = num_batches(n, config.batch_size, drop_single=False) * config.epochs
     opt = build_optimizer(model, config.optimizer, config.lr, config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(total, int(config.warmup_fraction * total)))
     last = {}
@@ -341,11 +340,11 @@ def train_span_head(train_states, train_enc: Dict[str, object], test_states, tes
     ``return_head`` also the trained head, as ``(record, head)``."""
     import torch
     from torch.nn import functional as F
-    from finetuning.engine import build_optimizer, run_epochs, warmup_cosine_lambda
+    from finetuning.engine import build_optimizer, num_batches, run_epochs, warmup_cosine_lambda
     torch.manual_seed(config.seed)
     head = _make_head(int(train_states.shape[-1]), config.head)
     n = train_states.shape[0]
-    total = -(-n // config.batch_size) * config.epochs
+    total = num_batches(n, config.batch_size, drop_single=False) * config.epochs
     opt = build_optimizer(head, "adamw", config.lr, config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(total, total // 10))
     mask = train_enc["inputs"]["attention_mask"].bool()

@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 import copy
 
-from finetuning.engine import build_optimizer, freeze_norm_stats, run_epochs, warmup_cosine_lambda
+from finetuning.engine import build_optimizer, freeze_norm_stats, num_batches, run_epochs, warmup_cosine_lambda
 
 __all__ = ["AnswerHead", "FiLMBoxHead", "FinetunedCandidate", "box_loss", "box_iou_pairs", "fit_head", "select_lr",
            "standardiser", "standard_stats", "head_ground_truth", "finetuned_ground_truth", "ground_truth_runner",
@@ -142,7 +142,7 @@ def fit_head(head: nn.Module, inputs: Sequence[torch.Tensor], target: torch.Tens
     n = target.shape[0]
     scales = [(head.head, head_lr_scale)] if isinstance(head, FinetunedCandidate) and head_lr_scale != 1.0 else []
     opt = build_optimizer(head, "adamw", lr, weight_decay, lr_scales=scales)
-    steps = -(-n // batch_size) * epochs
+    steps = num_batches(n, batch_size, drop_single=False) * epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine_lambda(steps, min(max(1, steps // 20), steps - 1)))
     head.train()
     if freeze_bn_stats:
