@@ -19,7 +19,7 @@ from typing import Dict, Optional
 
 from .config import FinetuneConfig
 
-__all__ = ["ResultsStore", "trial_key", "read_results"]
+__all__ = ["ResultsStore", "trial_key", "read_results", "read_finished", "markdown_table"]
 
 
 def trial_key(lr: float, seed: int) -> str:
@@ -131,3 +131,30 @@ def read_finished(path: str | Path) -> tuple:
     seeds = {d: {m: [float(v) for v in r["test_acc_seeds"]] for m, r in row.items() if r.get("test_acc_seeds")}
              for d, row in doc["runs"].items()}
     return FinetuneConfig.from_dict(protocol), table, {d: row for d, row in seeds.items() if row}
+
+
+def markdown_table(path: str | Path, *, models=None, datasets=None, digits: int = 1) -> str:
+    """A markdown table of a fine-tuning table or partial-results file: one row per model, one
+    column per dataset, each cell ``mean ± std`` of the seeds' test accuracies (percent) at the
+    chosen learning rate and that rate in parentheses; "—" where the cell is not finished (or is
+    excluded). ``models`` / ``datasets``: order and subset (default: as first seen in the file)."""
+    path = Path(path)
+    read_finished(path)                                   # validates the file (clear errors)
+    runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    datasets = list(runs) if datasets is None else list(datasets)
+    unknown = [d for d in datasets if d not in runs]
+    if unknown:
+        raise ValueError(f"{path.name} has no finished cell on {', '.join(unknown)} (have: {', '.join(runs)})")
+    if models is None:
+        models = list(dict.fromkeys(m for d in datasets for m in runs[d]))
+
+    def cell(rec: Optional[dict]) -> str:
+        if rec is None:
+            return "—"
+        std = rec.get("test_acc_std")
+        value = f"{rec['test_acc']:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+        return value + (f" ({rec['best_lr']:g})" if rec.get("best_lr") is not None else "")
+
+    lines = ["| model | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    lines += [f"| {m} | " + " | ".join(cell(runs[d].get(m)) for d in datasets) + " |" for m in models]
+    return "\n".join(lines)

@@ -280,6 +280,24 @@ def test_finished_cells_of_a_partial_file_with_their_seeds(tmp_path):
     assert np.mean(seeds["colours"]["tiny_a"]) == pytest.approx(table["colours"]["tiny_a"])
 
 
+def test_markdown_table_of_a_partial_file(tmp_path):
+    """mean ± std at the chosen lr per cell, "—" for an unfinished one, rows / columns as asked."""
+    from finetuning.results import markdown_table
+    cfg = FinetuneConfig(lrs=(1e-2,), **FAST)
+    partial = tmp_path / "partial.json"
+    store = ResultsStore(partial, cfg)
+    store.put({"model": "a", "dataset": "d1", "test_acc": 91.25, "test_acc_std": 0.5, "best_lr": 3e-4})
+    store.put({"model": "b", "dataset": "d1", "test_acc": 80.0})
+    store.put({"model": "b", "dataset": "d2", "test_acc": 70.04, "test_acc_std": 1.0, "best_lr": 0.003})
+    assert markdown_table(partial, models=["b", "a"], datasets=["d2", "d1"]).splitlines() == [
+        "| model | d2 | d1 |", "|---|---|---|",
+        "| b | 70.0 ± 1.0 (0.003) | 80.0 |",
+        "| a | — | 91.2 ± 0.5 (0.0003) |"]
+    assert markdown_table(partial, digits=2).splitlines()[2] == "| a | 91.25 ± 0.50 (0.0003) | — |"
+    with pytest.raises(ValueError, match="no finished cell on d3"):
+        markdown_table(partial, datasets=["d3"])
+
+
 def test_resume_refuses_a_different_protocol(tmp_path):
     cfg = FinetuneConfig(lrs=(1e-2,), **FAST)
     partial = tmp_path / "partial.json"
