@@ -124,12 +124,13 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FinetuneConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error, except ``"description"`` (the prose
+        a finished table adds to its protocol record, ``finetuning.table``), which is ignored."""
         known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+        kw = {k: v for k, v in d.items() if k != "description"}
+        unknown = set(kw) - known
         if unknown:
             raise ValueError(f"unknown FinetuneConfig keys: {sorted(unknown)}")
-        kw = dict(d)
         if "lrs" in kw:
             kw["lrs"] = tuple(kw["lrs"])
         return cls(**kw)

@@ -126,11 +126,10 @@ def read_finished(path: str | Path) -> tuple:
     doc = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or "protocol" not in doc or "runs" not in doc:
         raise ValueError(f"{path} is neither a partial-results file nor a fine-tuning table ('protocol', 'runs')")
-    protocol = {k: v for k, v in doc["protocol"].items() if k != "description"}
     table = {d: {m: float(r["test_acc"]) for m, r in row.items()} for d, row in doc["runs"].items()}
     seeds = {d: {m: [float(v) for v in r["test_acc_seeds"]] for m, r in row.items() if r.get("test_acc_seeds")}
              for d, row in doc["runs"].items()}
-    return FinetuneConfig.from_dict(protocol), table, {d: row for d, row in seeds.items() if row}
+    return FinetuneConfig.from_dict(doc["protocol"]), table, {d: row for d, row in seeds.items() if row}
 
 
 def markdown_table(path: str | Path, *, models=None, datasets=None, digits: int = 1) -> str:

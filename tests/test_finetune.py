@@ -250,7 +250,7 @@ def test_run_benchmark_resumes_and_writes_schema(tmp_path):
     for key in ("about", "protocol", "dataset_measure", "elapsed_seconds", "offline_zoo", "runs"):
         assert key in doc
     assert doc["dataset_measure"] == {"colours": "accuracy"}
-    assert FinetuneConfig.from_dict({k: v for k, v in doc["protocol"].items() if k != "description"}) == cfg
+    assert FinetuneConfig.from_dict(doc["protocol"]) == cfg
     assert set(doc["offline_zoo"]["colours"]) == {"tiny_a", "tiny_b"}
     for model, value in doc["offline_zoo"]["colours"].items():
         run = doc["runs"]["colours"][model]

@@ -27,13 +27,12 @@ def test_table_loads_through_the_ground_truth_loader(doc):
 
 
 def test_protocol_is_a_valid_config(doc):
-    protocol = {k: v for k, v in doc["protocol"].items() if k != "description"}
-    cfg = FinetuneConfig.from_dict(protocol)
+    cfg = FinetuneConfig.from_dict(doc["protocol"])       # its prose "description" is ignored
     assert len(cfg.lrs) >= 2
 
 
 def test_every_value_is_the_test_accuracy_of_the_best_validation_lr(doc):
-    cfg = FinetuneConfig.from_dict({k: v for k, v in doc["protocol"].items() if k != "description"})
+    cfg = FinetuneConfig.from_dict(doc["protocol"])
     for dataset, row in doc[GROUP].items():
         for model, value in row.items():
             run = doc["runs"][dataset][model]
@@ -84,6 +83,33 @@ def test_v2_partial_results_follow_their_protocol():
         for model, trials in row.items():
             for t in trials.values():
                 assert t["seed"] in cfg.seeds and 0 <= t["test_acc"] <= 100 and t["seconds"] > 0
+
+
+V2_TABLE = GROUND_TRUTH_DIR / "offline_zoo_v2.json"
+
+
+def test_v2_table_is_complete_and_is_its_partial_files_cells():
+    """The finished v2 table: every allowed cell of every candidate of the offline zoo, each with
+    >= 3 seeds and a bracketed optimum; its values, seeds and protocol are the partial file's."""
+    import models
+    from data.ground_truth import ground_truth_seeds
+    from finetuning.protocol import excluded
+    from finetuning.results import read_finished
+
+    assert V2_TABLE.is_file(), f"{V2_TABLE} is missing: finetune.py writes it when the last cell is done"
+    doc = json.loads(V2_TABLE.read_text())
+    table = load_ground_truth("offline_zoo_v2")
+    zoo = [m for g in ("offline", "offline_trained") for m in models.list_models(g)]
+    assert len(zoo) >= 24 and set(table) == {"fashion_mnist", "mnist", "digits", "textures"}
+    for dataset, row in table.items():
+        assert set(row) == {m for m in zoo if not excluded(m, dataset)}, dataset
+        assert sorted(doc["excluded_cells"][dataset]) == sorted(m for m in zoo if excluded(m, dataset))
+        for model in row:
+            run = doc["runs"][dataset][model]
+            assert run["lr_bracketed"] and len(run["test_acc_seeds"]) >= 3, (dataset, model)
+    config, values, seeds = read_finished(V2_PARTIAL)
+    assert FinetuneConfig.from_dict(doc["protocol"]) == config
+    assert table == values and ground_truth_seeds("offline_zoo_v2") == seeds
 
 
 PROBE = GROUND_TRUTH_DIR / "offline_probe.json"

@@ -28,7 +28,7 @@ def test_protocol_comes_from_the_table_or_its_partial_file(tmp_path):
     from data.ground_truth import register_ground_truth_file
     table = tmp_path / "proto_table_xyz.json"
     table.write_text(json.dumps({"about": "t", "proto_table_xyz": {"d": {"a": 1.0, "b": 2.0}},
-                                 "protocol": cfg.to_dict()}))
+                                 "protocol": {"description": "as finetuning.table writes it", **cfg.to_dict()}}))
     register_ground_truth_file(table)
     assert protocol_of("proto_table_xyz", tmp_path / "elsewhere") == cfg
 

@@ -1,5 +1,6 @@
 """The embedded default end to end on a small subset: real offline models, real images, the default
-encoders' label embeddings, metrics judged against the committed fine-tuned ground truth, tables and PNGs written."""
+encoders' label embeddings, metrics judged against the committed fine-tuned ground truth (v2 on its
+own protocol features by default, v1 on sampled features on request), tables and PNGs written."""
 import json
 
 import pandas as pd
@@ -12,11 +13,12 @@ import run_default
 def test_run_default_small_subset(tmp_path, capsys):
     cache, results = tmp_path / "cache", tmp_path / "results"
     argv = ["--datasets", "textures", "--models", "efficientnet_lite0", "ocr_det", "ocr_cls",
-            "--n-per-class", "20", "--metrics", "emms", "logme", "leep", "transrate",
+            "--metrics", "emms", "logme", "leep", "transrate",
             "--cache-dir", str(cache), "--results-dir", str(results), "--quiet"]
     assert run_default.main(argv) == 0
     out = capsys.readouterr().out
     assert "weighted_tau" in out and "textures" in out and "bootstrap interval" in out
+    assert "protocol features: 100 training images per class at 112 px" in out
 
     files = {p.name for p in results.rglob("*") if p.is_file()}
     assert "textures_scores_vs_truth.png" in files and "summary_weighted_tau.png" in files
@@ -24,7 +26,7 @@ def test_run_default_small_subset(tmp_path, capsys):
     for png in results.rglob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     doc = json.loads((results / "results.json").read_text())
-    assert doc["group"] == "offline_zoo"
+    assert doc["group"] == "offline_zoo_v2"
     ranking = pd.read_csv(next(results.rglob("*ranking*.csv")))
     assert {"emms", "logme", "leep", "transrate"} <= set(ranking["metric"])
     # every metric was judged against the three models' fine-tuned accuracies
@@ -33,6 +35,14 @@ def test_run_default_small_subset(tmp_path, capsys):
     # resumption: a second run computes no score
     assert run_default.main(argv) == 0
     assert "0 score(s) computed" in capsys.readouterr().out
+
+    # the v1 table on sampled features at native resolution
+    v1 = ["--datasets", "textures", "--models", "ocr_det", "ocr_cls", "efficientnet_lite0", "--n-per-class", "10",
+          "--ground-truth", "offline_zoo", "--features", "sampled", "--metrics", "emms", "--n-boot", "20",
+          "--no-plots", "--quiet", "--cache-dir", str(tmp_path / "c1"), "--results-dir", str(tmp_path / "r1")]
+    assert run_default.main(v1) == 0
+    assert "sampled features: 10 train images per class" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r1" / "results.json").read_text())["group"] == "offline_zoo"
 
 
 def test_run_default_rejects_dataset_without_ground_truth(tmp_path):
@@ -57,6 +67,10 @@ def test_run_default_protocol_features_and_finished_cells(tmp_path, monkeypatch,
     register_ground_truth_file(table)
     common = ["--datasets", "textures", "--metrics", "emms", "logme", "--n-boot", "20", "--no-plots", "--quiet",
               "--cache-dir", str(tmp_path / "c")]
+    # without --models: the table's models of MODEL_GROUP (the default group "offline" has none of these)
+    with pytest.raises(SystemExit, match="no model of the registry group 'offline'"):
+        run_default.main(common + ["--ground-truth", "default_proto_xyz", "--results-dir", str(tmp_path / "r0")])
+    monkeypatch.setattr(run_default, "MODEL_GROUP", "offline_trained")
     assert run_default.main(common + ["--ground-truth", "default_proto_xyz", "--features", "protocol",
                                       "--results-dir", str(tmp_path / "r1")]) == 0
     out = capsys.readouterr().out
