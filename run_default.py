@@ -1,21 +1,23 @@
 """The embedded default: rank the offline model zoo on the offline datasets, judged by fine-tuning.
 
 Runs the whole EMMS chain on a fresh machine with no network: features of the real pre-trained
-models shipped in registry packages (EfficientNet-Lite0/1/2, DINOv2-S, the PaddleOCR CNNs) on real
-offline datasets (Fashion-MNIST, MNIST, sklearn digits, texture patches), class-name label
-embeddings with the packaged all-MiniLM-L6-v2, every transferability metric, and the agreement of
-each metric's ranking with our own fine-tuned accuracies (``data/ground_truth/offline_zoo.json``,
-made by ``finetune.py``): weighted tau, Kendall tau, Pearson, Rel@1 per dataset and averaged, a
-bootstrap interval of the mean weighted tau (model subsets, plus seed noise where the table has
-seeds) with the significant differences, wall time per metric, PNG plots. Resumable: caches under CACHE_DIR, scores under RESULTS_DIR.
+models shipped in registry packages (EfficientNet-Lite0/1/2, DINOv2-S, the PaddleOCR CNNs) and of
+their intermediate layers (20 candidates) on real offline datasets (Fashion-MNIST, MNIST, sklearn
+digits, texture patches), class-name label embeddings with the three packaged text encoders, every
+transferability metric, and the agreement of each metric's ranking with our own fine-tuned
+accuracies (``data/ground_truth/offline_zoo_v2.json``, made by ``finetune.py``, 3 seeds per cell):
+weighted tau, Kendall tau, Pearson, Rel@1 per dataset and averaged, a bootstrap interval of the mean
+weighted tau (model subsets and the table's seed noise) with the significant differences, wall time
+per metric, PNG plots. Resumable: caches under CACHE_DIR, scores under RESULTS_DIR.
 
-FEATURES says which images the metrics score: "sampled" (N_PER_CLASS training images per class at
-each model's native input, the committed default against the v1 table) or "protocol" (the ground
-truth's own fine-tuning images through its pipeline, ``evaluation.offline_benchmark``: what protocol
-v2 is measured on). ``--finished-cells`` judges against the cells of a table still being filled.
+FEATURES says which images the metrics score: "protocol" (the ground truth's own fine-tuning images
+through its pipeline, ``evaluation.offline_benchmark``: what protocol v2 is measured on; the default)
+or "sampled" (N_PER_CLASS training images per class at each model's native input, for the v1 table
+``offline_zoo``). ``--finished-cells`` judges against the cells of a table still being filled.
 
-    .venv/bin/python run_default.py                         # everything (about 10 minutes on 2 cores)
-    .venv/bin/python run_default.py --datasets digits --n-per-class 30 --metrics emms logme
+    .venv/bin/python run_default.py                         # everything (under 10 minutes on 2 cores)
+    .venv/bin/python run_default.py --ground-truth offline_zoo --features sampled   # the v1 table
+    .venv/bin/python run_default.py --datasets digits --metrics emms logme
     .venv/bin/python run_default.py --ground-truth offline_zoo_v2 --finished-cells \
         --models efficientnet_lite0 efficientnet_lite1 efficientnet_lite2 dinov2_s ocr_det ocr_rec ocr_cls
 """
@@ -27,12 +29,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 
-MODELS = None                        # None: the ground truth's models (else the whole offline zoo)
+MODELS = None                        # None: the ground truth's models of the registry group MODEL_GROUP
+MODEL_GROUP = "offline"              # the 7 packaged networks and their 13 intermediate layers (the full
+                                     # benchmark, run_offline_benchmark.py, adds the 11 networks pre-trained here)
 DATASETS = ("fashion_mnist", "mnist", "digits", "textures")
-GROUND_TRUTH = "offline_zoo"         # data/ground_truth/offline_zoo.json (finetune.py)
-FEATURES = "sampled"                 # "sampled": N_PER_CLASS images of SPLIT at each model's native input (the
-                                     # v1 table); "protocol": the ground truth's own training images and 112 px
-                                     # pipeline (finetuning.protocol; what protocol v2 fine-tunes on)
+GROUND_TRUTH = "offline_zoo_v2"      # data/ground_truth/offline_zoo_v2.json (finetune.py, protocol v2)
+FEATURES = "protocol"                # "protocol": the ground truth's own training images and 112 px pipeline
+                                     # (finetuning.protocol; what protocol v2 fine-tunes on); "sampled":
+                                     # N_PER_CLASS images of SPLIT at each model's native input (the v1 table,
+                                     # --ground-truth offline_zoo --features sampled)
 PARTIAL_DIR = ROOT / "data" / "ground_truth" / "partial"   # tables being filled (--finished-cells)
 METRICS = None                       # None: every registered metric (metrics.list_metrics())
 ENCODERS = ("minilm", "e5", "mpnet") # three packaged text encoders: EMMS with K = 3 (docs/encoders.md)
@@ -49,7 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--models", nargs="+", default=MODELS,
-                   help="default: the models of the ground-truth table (without it: models.list_models('offline'))")
+                   help=f"default: the ground-truth table's models of the registry group {MODEL_GROUP!r} "
+                        "(without a table: all of that group)")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--ground-truth", default=GROUND_TRUTH,
                    help="ground-truth group to judge against; 'none' ranks without it")
@@ -97,12 +103,17 @@ def main(argv=None) -> int:
                          "the images (pass --features sampled to rank without one)")
     model_names = args.models
     if model_names is None:
+        group_models = models.list_models(MODEL_GROUP)
         if truth is None:
-            model_names = models.list_models("offline")
+            model_names = group_models
         elif protocol:        # every model of the table (each dataset scores the cells it has)
-            model_names = list(dict.fromkeys(m for d in args.datasets for m in truth[d]))
+            model_names = [m for m in dict.fromkeys(m for d in args.datasets for m in truth[d]) if m in group_models]
         else:
-            model_names = [m for m in truth[args.datasets[0]] if all(m in truth[d] for d in args.datasets)]
+            model_names = [m for m in truth[args.datasets[0]] if all(m in truth[d] for d in args.datasets)
+                           and m in group_models]
+        if not model_names:
+            raise SystemExit(f"error: the ground truth {group!r} has no model of the registry group {MODEL_GROUP!r} "
+                             f"on {', '.join(args.datasets)}; pass --models")
     t0 = time.perf_counter()
     boot = None
     if protocol:
