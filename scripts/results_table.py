@@ -1,7 +1,7 @@
 """Print the README's markdown table of a written evaluation (run_default.py / run_offline_benchmark.py).
 
     .venv/bin/python scripts/results_table.py results/default
-    .venv/bin/python scripts/results_table.py docs/results/offline_benchmark_v2_interim
+    .venv/bin/python scripts/results_table.py docs/results/offline_benchmark
 """
 from __future__ import annotations
 
