@@ -67,8 +67,12 @@ def main(argv=None) -> dict:
         config, references = finetune.config_from_args(finetune.parse_args([])), {}
     references.update({g: load_ground_truth(g) for g in args.references})
     torch.set_num_threads(args.threads)
-    doc = run_probe(args.models, args.datasets, config, args.cache_dir, args.output, references=references,
-                    cs=args.cs, folds=args.folds, progress=not args.no_progress, device="cpu")
+    # BLAS threads too: with torch on 1 thread and OpenBLAS on 2, the same fits ran > 10x slower here
+    # (> 27 min against 169 s with OMP_NUM_THREADS=1, 2026-12-02)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=args.threads):
+        doc = run_probe(args.models, args.datasets, config, args.cache_dir, args.output, references=references,
+                        cs=args.cs, folds=args.folds, progress=not args.no_progress, device="cpu")
     print(f"wrote {args.output}")
     for d, row in doc[doc["group"]].items():
         ranked = "  ".join(f"{m}={v:.1f}" for m, v in sorted(row.items(), key=lambda kv: -kv[1]))
