@@ -117,15 +117,21 @@ def read_results(path: str | Path) -> tuple:
     return read_finished(path)[:2]
 
 
-def read_finished(path: str | Path) -> tuple:
-    """:func:`read_results` plus ``{dataset: {model: [test accuracy of each seed]}}`` of the same
-    finished cells (their ``test_acc_seeds``; a cell without them is left out), read at once."""
+def _read_document(path: str | Path) -> dict:
+    """The JSON of a partial-results file or a finished table; a clear error when it is neither."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"fine-tuning results not found: {path} (run finetune.py)")
     doc = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or "protocol" not in doc or "runs" not in doc:
         raise ValueError(f"{path} is neither a partial-results file nor a fine-tuning table ('protocol', 'runs')")
+    return doc
+
+
+def read_finished(path: str | Path) -> tuple:
+    """:func:`read_results` plus ``{dataset: {model: [test accuracy of each seed]}}`` of the same
+    finished cells (their ``test_acc_seeds``; a cell without them is left out), read at once."""
+    doc = _read_document(path)
     table = {d: {m: float(r["test_acc"]) for m, r in row.items()} for d, row in doc["runs"].items()}
     seeds = {d: {m: [float(v) for v in r["test_acc_seeds"]] for m, r in row.items() if r.get("test_acc_seeds")}
              for d, row in doc["runs"].items()}
@@ -138,8 +144,7 @@ def markdown_table(path: str | Path, *, models=None, datasets=None, digits: int 
     chosen learning rate and that rate in parentheses; "—" where the cell is not finished (or is
     excluded). ``models`` / ``datasets``: order and subset (default: as first seen in the file)."""
     path = Path(path)
-    read_finished(path)                                   # validates the file (clear errors)
-    runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    runs = _read_document(path)["runs"]
     datasets = list(runs) if datasets is None else list(datasets)
     unknown = [d for d in datasets if d not in runs]
     if unknown:
